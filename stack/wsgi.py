@@ -1,0 +1,326 @@
+"""Shared WSGI plumbing for middleware that look at or rewrite a response.
+
+Written once here so that every middleware keeps PEP 3333's rules the same
+way:
+
+- :func:`call_app` calls the wrapped app with a capturing ``start_response``
+  and returns an :class:`AppResponse` as soon as the status and headers are
+  known (pulling the first chunk of a generator app that calls
+  ``start_response`` late). Data the app gives the legacy ``write()`` callable
+  comes out of the body first, in order. The middleware inspects
+  ``status``/``headers``, commits its own with :meth:`AppResponse.start`, and
+  streams the body on.
+- :class:`ClosingIterator` wraps the body a middleware returns so the app's
+  ``close()`` (and any of the middleware's own clean-ups) runs exactly once:
+  at a normal end, when the server abandons the body and closes it, and after
+  an exception mid-stream.
+- Header helpers work on ``[(name, value), ...]`` lists case-insensitively and
+  return new lists: the app's list is never mutated. :func:`check_header`
+  rejects CR, LF and NUL in values and non-token names (response splitting).
+
+Example, a middleware that upper-cases text bodies::
+
+    def __call__(self, environ, start_response):
+        response = call_app(self.app, environ)
+        if not response.content_type().startswith("text/"):
+            response.start(start_response)
+            return ClosingIterator(response, response.close)
+        headers = remove_header(response.headers, "Content-Length")
+        response.start(start_response, headers=headers)
+        return ClosingIterator((chunk.upper() for chunk in response), response.close)
+
+WebOb's ``Request.call_application`` does the capturing part too, but it
+buffers everything written through ``write()`` and gives no way to commit
+headers and then keep the app's late ``start_response(..., exc_info)`` calls
+honest; this module is the small streaming version of it.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Iterable, Iterator
+
+from stack.errors import HeaderError, StartResponseError
+from stack.types import Environ, Headers, OptExcInfo, StartResponse, WriteCallable, WSGIApp
+
+# RFC 9110 token characters for field names.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+_STATUS = re.compile(r"[1-9][0-9]{2} [^\r\n\x00]*\Z")
+
+
+# -- headers ----------------------------------------------------------------
+
+def check_status(status: Any) -> None:
+    """Raise :class:`HeaderError` unless ``status`` is like ``"200 OK"``."""
+    if type(status) is not str or not _STATUS.match(status):
+        raise HeaderError(f"invalid status line {status!r}: expected a str like '200 OK'")
+
+
+def check_header(name: Any, value: Any) -> None:
+    """Raise :class:`HeaderError` for a non-token name or a value with CR/LF/NUL."""
+    if type(name) is not str or not _TOKEN.match(name):
+        raise HeaderError(f"invalid header name {name!r}")
+    if type(value) is not str:
+        raise HeaderError(f"header {name!r} value must be a str, got {type(value).__name__}")
+    if _BAD_VALUE.search(value):
+        raise HeaderError(f"header {name!r} value contains CR, LF or NUL: {value!r}")
+
+
+def check_headers(headers: Any) -> None:
+    """Check a whole header list (must be a real ``list`` of 2-tuples of str)."""
+    if type(headers) is not list:
+        raise HeaderError(f"headers must be a list, got {type(headers).__name__}")
+    for item in headers:
+        if type(item) is not tuple or len(item) != 2:
+            raise HeaderError(f"each header must be a (name, value) tuple, got {item!r}")
+        check_header(*item)
+
+
+def get_header(headers: Headers, name: str, default: str | None = None) -> str | None:
+    """The first value of header ``name`` (any case), or ``default``."""
+    lname = name.lower()
+    for key, value in headers:
+        if key.lower() == lname:
+            return value
+    return default
+
+
+def get_all(headers: Headers, name: str) -> list[str]:
+    """Every value of header ``name`` (any case), in order."""
+    lname = name.lower()
+    return [value for key, value in headers if key.lower() == lname]
+
+
+def remove_header(headers: Headers, *names: str) -> Headers:
+    """A new list without any of ``names`` (any case)."""
+    lnames = {name.lower() for name in names}
+    return [item for item in headers if item[0].lower() not in lnames]
+
+
+def set_header(headers: Headers, name: str, value: str) -> Headers:
+    """A new list where ``name`` has exactly one value, ``value``.
+
+    It takes the place of the first existing ``name`` header (so header order
+    is kept), or goes at the end.
+    """
+    check_header(name, value)
+    lname = name.lower()
+    result: Headers = []
+    placed = False
+    for item in headers:
+        if item[0].lower() == lname:
+            if not placed:
+                result.append((name, value))
+                placed = True
+        else:
+            result.append(item)
+    if not placed:
+        result.append((name, value))
+    return result
+
+
+def add_vary(headers: Headers, *fields: str) -> Headers:
+    """A new list whose ``Vary`` also names ``fields`` (merged, no duplicates).
+
+    Several ``Vary`` headers are merged into one; ``Vary: *`` already covers
+    every field and is left alone.
+    """
+    existing: list[str] = []
+    for value in get_all(headers, "Vary"):
+        existing.extend(part.strip() for part in value.split(",") if part.strip())
+    if "*" in existing:
+        return list(headers)
+    seen = {field.lower() for field in existing}
+    for field in fields:
+        if field.lower() not in seen:
+            existing.append(field)
+            seen.add(field.lower())
+    return set_header(headers, "Vary", ", ".join(existing))
+
+
+def status_code(status: str) -> int:
+    """``"404 Not Found"`` -> ``404``."""
+    return int(status[:3])
+
+
+# -- closing ----------------------------------------------------------------
+
+class ClosingIterator:
+    """Iterate ``iterable``; on :meth:`close` close it and run ``closers`` once.
+
+    ``close()`` is idempotent: a server that closes twice, or a middleware
+    that closes on error and then is closed by the server, still closes the
+    app exactly once. Every closer runs even if an earlier one raises; the
+    first exception is re-raised after all have run.
+
+    >>> body = ClosingIterator(transform(app_iter), app_iter_close)
+    """
+
+    __slots__ = ("_iterator", "_close_list", "_closed")
+
+    def __init__(self, iterable: Iterable[bytes], *closers: Callable[[], Any]) -> None:
+        self._iterator = iter(iterable)
+        close = getattr(iterable, "close", None)
+        self._close_list = ([close] if close is not None else []) + list(closers)
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._iterator)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        _close_all(self._close_list)
+
+
+def _close_all(closers: list[Callable[[], Any]]) -> None:
+    error: BaseException | None = None
+    for close in closers:
+        try:
+            close()
+        except BaseException as exc:  # noqa: B902 - every closer must still run
+            if error is None:
+                error = exc
+    if error is not None:
+        raise error
+
+
+def close_iterable(iterable: Any) -> None:
+    """Call ``iterable.close()`` if it has one (PEP 3333's duty for whoever drops it)."""
+    close = getattr(iterable, "close", None)
+    if close is not None:
+        close()
+
+
+# -- capturing a response -----------------------------------------------------
+
+class AppResponse:
+    """What :func:`call_app` got from the app: status, headers, and the body.
+
+    Iterate it for the body (``write()`` data first, in order); call
+    :meth:`close` exactly once when done (wrap it in :class:`ClosingIterator`).
+    ``headers`` is the app's list: treat it as read-only and build new lists
+    with the helpers above.
+    """
+
+    __slots__ = ("status", "headers", "exc_info", "_written", "_app_iter",
+                 "_iterator", "_committed", "_closed")
+
+    def __init__(self) -> None:
+        self.status: str | None = None
+        self.headers: Headers = []
+        self.exc_info: OptExcInfo = None
+        self._written: list[bytes] = []
+        self._app_iter: Any = None
+        self._iterator: Iterator[bytes] | None = None
+        self._committed = False
+        self._closed = False
+
+    # The app's view: its start_response and write().
+    def _start_response(self, status: str, headers: Headers, exc_info: OptExcInfo = None) -> WriteCallable:
+        if exc_info:
+            try:
+                if self._committed:
+                    # The middleware already sent its headers on: too late to
+                    # replace them, so the app's error goes up (PEP 3333).
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # type: ignore[assignment]  # break the traceback cycle
+        elif self.status is not None:
+            raise StartResponseError(
+                "start_response called a second time without exc_info")
+        check_status(status)
+        check_headers(headers)
+        self.status, self.headers = status, headers
+        return self._written.append
+
+    # The middleware's view.
+    def status_code(self) -> int:
+        """The status as a number (``200``)."""
+        return int(str(self.status)[:3])
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """First value of response header ``name`` (any case)."""
+        return get_header(self.headers, name, default)
+
+    def content_type(self) -> str:
+        """The media type without parameters, lower-cased (``""`` if none)."""
+        value = get_header(self.headers, "Content-Type") or ""
+        return value.split(";", 1)[0].strip().lower()
+
+    def start(self, start_response: StartResponse, status: str | None = None,
+              headers: Headers | None = None) -> WriteCallable:
+        """Send the (possibly rewritten) status and headers on, once.
+
+        After this, the app can no longer replace its headers: a late
+        ``start_response(..., exc_info)`` re-raises the app's exception.
+        """
+        self._committed = True
+        return start_response(status or self.status, self.headers if headers is None else headers)
+
+    def __iter__(self) -> Iterator[bytes]:
+        written = self._written
+        while written:
+            yield written.pop(0)
+        if self._iterator is None:
+            return
+        for chunk in self._iterator:
+            while written:  # write() called from inside the app's generator
+                yield written.pop(0)
+            yield chunk
+        while written:
+            yield written.pop(0)
+
+    def close(self) -> None:
+        """Close the app's iterable (exactly once, however often called)."""
+        if self._closed:
+            return
+        self._closed = True
+        close_iterable(self._app_iter)
+
+
+def call_app(app: WSGIApp, environ: Environ) -> AppResponse:
+    """Call ``app`` and return once its status and headers are known.
+
+    A generator app that calls ``start_response`` only when first iterated is
+    advanced until it does; what it yielded on the way is kept for the body.
+    If the app raises, or ends without calling ``start_response``, its
+    iterable is closed and the error propagates.
+    """
+    response = AppResponse()
+    app_iter = app(environ, response._start_response)
+    response._app_iter = app_iter
+    if response.status is not None and type(app_iter) is list:
+        # The common fast path: a plain list body.
+        response._written.extend(app_iter)
+        return response
+    try:
+        iterator = iter(app_iter)
+        while response.status is None:
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                raise StartResponseError(
+                    f"{_name(app)} returned its body without calling start_response") from None
+            response._written.append(chunk)
+    except BaseException:
+        response.close()
+        raise
+    response._iterator = iterator
+    return response
+
+
+def _name(app: Any) -> str:
+    return getattr(app, "__qualname__", None) or type(app).__qualname__
+
+
+__all__ = [
+    "check_status", "check_header", "check_headers", "get_header", "get_all",
+    "remove_header", "set_header", "add_vary", "status_code",
+    "ClosingIterator", "close_iterable", "AppResponse", "call_app",
+    "StartResponseError",
+]
