@@ -1,0 +1,1 @@
+"""Runnable example apps, importable as ``stack_examples`` once stack is installed."""
