@@ -128,7 +128,7 @@ class _Parser(loadwsgi.NicerConfigParser):
 
 def _syntax_error(filename: str, exc: configparser.Error) -> ConfigError:
     line = getattr(exc, "lineno", None)
-    if isinstance(exc, configparser.ParsingError) and exc.errors:
+    if isinstance(exc, configparser.ParsingError) and getattr(exc, "errors", None):
         line = exc.errors[0][0]
     message = exc.message.splitlines()[0]
     if isinstance(exc, configparser.DuplicateOptionError):
@@ -256,8 +256,11 @@ def _check_entry_point(object_type: Any, spec: str) -> None:
     groups = {p for group in object_type.egg_protocols for p in group}
     names = {ep.name for ep in dist.entry_points if ep.group in groups}
     if ep_name not in names:
+        elsewhere = sorted(ep.group for ep in dist.entry_points
+                           if ep.name == ep_name and ep.group.startswith("paste."))
+        kind = f" ({ep_name!r} is a {elsewhere[0]} entry point)" if elsewhere else ""
         raise ConfigError(f"use = egg:{spec}: {dist_name!r} has no {object_type.name} entry "
-                          f"point named {ep_name!r}; {suggest(ep_name, names)}")
+                          f"point named {ep_name!r}{kind}; {suggest(ep_name, names)}")
 
 
 def _split_uri(config: str | os.PathLike[str], name: str | None) -> tuple[str, str]:

@@ -22,7 +22,7 @@ import logging
 import socketserver
 import threading
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from stack.options import as_int, as_str, convert_options
@@ -96,9 +96,14 @@ def serve(app: WSGIApp, *, host: str = "127.0.0.1", port: int = 8080,
         server.server_close()
 
 
-def server_runner(app: WSGIApp, global_conf: dict[str, Any], **local_conf: str) -> None:
-    """PasteDeploy ``paste.server_runner`` for ``use = egg:stack#http``."""
-    serve(app, **convert_options(local_conf, OPTIONS))
+def server_factory(global_conf: dict[str, Any], **local_conf: str) -> Callable[[WSGIApp], None]:
+    """PasteDeploy ``paste.server_factory`` for ``use = egg:stack#http``.
+
+    Options are checked when the file is loaded (so ``stack check`` catches
+    a typo), and the returned callable serves an app.
+    """
+    options = convert_options(local_conf, OPTIONS)
+    return partial(serve, **options)
 
 
-__all__ = ["Server", "make_server", "serve", "server_runner"]
+__all__ = ["Server", "make_server", "serve", "server_factory"]
