@@ -141,7 +141,13 @@ COMMANDS = {"serve": cmd_serve, "show": cmd_show, "check": cmd_check}
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``stack`` command with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # key=value pairs may come after options too (argparse would stop at them).
+    args, extra = parser.parse_known_args(argv)
+    unknown = [arg for arg in extra if arg.startswith("-")]
+    if unknown:
+        parser.error("unrecognized arguments: " + " ".join(unknown))
+    args.vars += extra
     with warnings.catch_warnings():
         warnings.simplefilter("default", category=ConfigWarning)
         warnings.showwarning = _show_warning

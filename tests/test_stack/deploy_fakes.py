@@ -14,7 +14,7 @@ class Hello:
         if count > 100:
             raise ValueError("count: expected at most 100")
         self.greeting, self.debug, self.count = greeting, debug, count
-        self.global_conf = dict(global_conf or {})
+        self.seen_global_conf = dict(global_conf or {})
 
     def __call__(self, environ, start_response):
         body = self.greeting.encode()

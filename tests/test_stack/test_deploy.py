@@ -30,11 +30,11 @@ def test_load_app_with_options_and_overrides(tmp_path):
     """)
     app = load(path)
     assert app.greeting == f"hi world from {tmp_path}"
-    assert app.count == 3 and app.global_conf["who"] == "world"
-    assert app.global_conf["__file__"] == str(path)
+    assert app.count == 3 and app.seen_global_conf["who"] == "world"
+    assert app.seen_global_conf["__file__"] == str(path)
     # key=value overrides replace [DEFAULT] variables, in interpolation too
     app = load(path, who="there")
-    assert app.greeting.startswith("hi there") and app.global_conf["who"] == "there"
+    assert app.greeting.startswith("hi there") and app.seen_global_conf["who"] == "there"
     assert call(app).body.startswith(b"hi there")
 
 
@@ -113,7 +113,7 @@ def test_env_expansion_at_load(tmp_path, monkeypatch):
     """)
     app = load(path)
     assert app.greeting == "howdy fallback"
-    assert app.global_conf["base"] == "fallback"
+    assert app.seen_global_conf["base"] == "fallback"
 
 
 def test_missing_env_var_names_the_place(tmp_path, monkeypatch):
@@ -279,7 +279,7 @@ def test_set_key_does_not_warn(tmp_path, recwarn):
         set greeting = from-section
     """)
     app = load(path)
-    assert app.global_conf["greeting"] == "from-section"
+    assert app.seen_global_conf["greeting"] == "from-section"
     assert not [w for w in recwarn if issubclass(w.category, ConfigWarning)]
 
 

@@ -1,0 +1,149 @@
+"""The stack command: check, show, serve (in-process and as a real process)."""
+import textwrap
+import time
+
+import pytest
+
+from stack.cli import main
+from support import BIN, ROOT, free_port, http_get
+
+ENV = {"PYTHONPATH": str(ROOT / "tests")}  # so the child imports test_stack.deploy_fakes
+
+FAKES = "call:test_stack.deploy_fakes"
+
+SITE = f"""
+[DEFAULT]
+word = hello
+
+[pipeline:main]
+pipeline = outer app
+
+[filter:outer]
+use = {FAKES}:tag_factory
+name = outer
+
+[app:app]
+use = {FAKES}:hello_factory
+greeting = %(word)s
+count = 2
+
+[server:main]
+use = egg:stack#http
+host = 127.0.0.1
+port = 8080
+"""
+
+
+def write(tmp_path, text, name="site.ini"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def test_check_ok(tmp_path, capsys):
+    path = write(tmp_path, SITE)
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{path}: OK: app 'main' is test_stack.deploy_fakes.Tag (2 nodes)")
+    assert "server 'main'" in out
+
+
+def test_check_typo_in_option_exits_1_naming_everything(tmp_path, capsys):
+    path = write(tmp_path, SITE.replace("name = outer", "nmae = outer"))
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"stack: error: {path}:9 [filter:outer] option 'nmae': unknown option 'nmae'")
+    assert "did you mean 'name'? known: name" in err
+    assert "Traceback" not in err
+
+
+def test_check_typo_in_server_option(tmp_path, capsys):
+    path = write(tmp_path, SITE.replace("port = 8080", "prot = 8080"))
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:19 [server:main] option 'prot'" in err and "known: host, port" in err
+
+
+def test_check_missing_egg_name(tmp_path, capsys):
+    path = write(tmp_path, "[composite:main]\nuse = egg:stack#mnt\n")
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "egg:stack#mnt" in err and "no application entry point named 'mnt'" in err
+    assert "did you mean 'mount'?" in err
+
+
+def test_check_unknown_app_name(tmp_path, capsys):
+    path = write(tmp_path, SITE)
+    assert main(["check", str(path), "--app", "ap"]) == 1
+    assert "no application named 'ap'" in capsys.readouterr().err
+
+
+def test_check_missing_file(capsys):
+    assert main(["check", "/no/such/site.ini"]) == 1
+    assert "config file not found: /no/such/site.ini" in capsys.readouterr().err
+
+
+def test_vars_override_defaults(tmp_path, capsys):
+    path = write(tmp_path, SITE)
+    assert main(["show", str(path), "word=bonjour"]) == 0
+    assert "greeting='bonjour'" in capsys.readouterr().out
+    assert main(["show", str(path), "no-equals-sign"]) == 1
+    assert "expected key=value" in capsys.readouterr().err
+
+
+def test_show_prints_the_tree(tmp_path, capsys):
+    path = write(tmp_path, SITE)
+    assert main(["show", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "test_stack.deploy_fakes.Tag (name='outer')",
+        "  test_stack.deploy_fakes.Hello (greeting='hello', debug=False, count=2)",
+    ]
+
+
+def test_warnings_are_printed(tmp_path, capsys):
+    path = write(tmp_path, SITE.replace("greeting = %(word)s", "word = mine"))
+    assert main(["check", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "stack: warning:" in err and "option 'word' is ignored" in err
+
+
+def test_serve_over_a_real_socket(tmp_path, run_process):
+    path = write(tmp_path, SITE)
+    port = free_port()
+    run_process([BIN / "stack", "serve", path, "--port", port, "word=served"], port=port, env=ENV)
+    status, headers, body = http_get(f"http://127.0.0.1:{port}/")
+    assert (status, body, headers["X-Tag"]) == (200, b"served", "outer")
+
+
+def test_serve_without_server_section_uses_the_bundled_server(tmp_path, run_process):
+    path = write(tmp_path, SITE.split("[server:main]")[0])
+    port = free_port()
+    run_process([BIN / "stack", "serve", path, "--host", "127.0.0.1", "--port", port], port=port, env=ENV)
+    assert http_get(f"http://127.0.0.1:{port}/")[2] == b"hello"
+
+
+def test_serve_reload_restarts_on_config_change(tmp_path, run_process):
+    path = write(tmp_path, SITE)
+    port = free_port()
+    run_process([BIN / "stack", "serve", path, "--port", port, "--reload"], port=port, env=ENV)
+    assert http_get(f"http://127.0.0.1:{port}/")[2] == b"hello"
+    time.sleep(1.1)  # hupper compares mtimes; make sure the change is seen as one
+    path.write_text(path.read_text().replace("word = hello", "word = reloaded"))
+    deadline = time.monotonic() + 20
+    body = b""
+    while time.monotonic() < deadline:
+        try:
+            body = http_get(f"http://127.0.0.1:{port}/", timeout=2)[2]
+        except OSError:
+            body = b""
+        if body == b"reloaded":
+            break
+        time.sleep(0.2)
+    assert body == b"reloaded"
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["frobnicate"])
+    assert info.value.code == 2
