@@ -24,7 +24,7 @@ Example, a middleware that upper-cases text bodies::
         response = call_app(self.app, environ)
         if not response.content_type().startswith("text/"):
             response.start(start_response)
-            return ClosingIterator(response, response.close)
+            return ClosingIterator(response)
         headers = remove_header(response.headers, "Content-Length")
         response.start(start_response, headers=headers)
         return ClosingIterator((chunk.upper() for chunk in response), response.close)
@@ -44,25 +44,36 @@ from stack.types import Environ, Headers, OptExcInfo, StartResponse, WriteCallab
 
 # RFC 9110 token characters for field names.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_BAD_VALUE = re.compile(r"[\r\n\x00]")
 _STATUS = re.compile(r"[1-9][0-9]{2} [^\r\n\x00]*\Z")
+# Names and status lines already found valid: checking them again is the
+# hot path of every response. Bounded, so hostile apps cannot grow it.
+_GOOD_NAMES: set[str] = set()
+_GOOD_STATUS: set[str] = set()
+_CACHE_LIMIT = 512
 
 
 # -- headers ----------------------------------------------------------------
 
 def check_status(status: Any) -> None:
     """Raise :class:`HeaderError` unless ``status`` is like ``"200 OK"``."""
+    if type(status) is str and status in _GOOD_STATUS:
+        return
     if type(status) is not str or not _STATUS.match(status):
         raise HeaderError(f"invalid status line {status!r}: expected a str like '200 OK'")
+    if len(_GOOD_STATUS) < _CACHE_LIMIT:
+        _GOOD_STATUS.add(status)
 
 
 def check_header(name: Any, value: Any) -> None:
     """Raise :class:`HeaderError` for a non-token name or a value with CR/LF/NUL."""
-    if type(name) is not str or not _TOKEN.match(name):
-        raise HeaderError(f"invalid header name {name!r}")
+    if type(name) is not str or name not in _GOOD_NAMES:
+        if type(name) is not str or not _TOKEN.match(name):
+            raise HeaderError(f"invalid header name {name!r}")
+        if len(_GOOD_NAMES) < _CACHE_LIMIT:
+            _GOOD_NAMES.add(name)
     if type(value) is not str:
         raise HeaderError(f"header {name!r} value must be a str, got {type(value).__name__}")
-    if _BAD_VALUE.search(value):
+    if "\n" in value or "\r" in value or "\x00" in value:
         raise HeaderError(f"header {name!r} value contains CR, LF or NUL: {value!r}")
 
 
@@ -105,18 +116,11 @@ def set_header(headers: Headers, name: str, value: str) -> Headers:
     """
     check_header(name, value)
     lname = name.lower()
-    result: Headers = []
-    placed = False
-    for item in headers:
+    for index, item in enumerate(headers):
         if item[0].lower() == lname:
-            if not placed:
-                result.append((name, value))
-                placed = True
-        else:
-            result.append(item)
-    if not placed:
-        result.append((name, value))
-    return result
+            rest = [other for other in headers[index + 1:] if other[0].lower() != lname]
+            return headers[:index] + [(name, value)] + rest
+    return headers + [(name, value)]
 
 
 def add_vary(headers: Headers, *fields: str) -> Headers:
@@ -156,16 +160,18 @@ class ClosingIterator:
     >>> body = ClosingIterator(transform(app_iter), app_iter_close)
     """
 
-    __slots__ = ("_iterator", "_close_list", "_closed")
+    __slots__ = ("_iterator", "_close", "_closers", "_closed")
 
     def __init__(self, iterable: Iterable[bytes], *closers: Callable[[], Any]) -> None:
         self._iterator = iter(iterable)
-        close = getattr(iterable, "close", None)
-        self._close_list = ([close] if close is not None else []) + list(closers)
+        self._close = getattr(iterable, "close", None)
+        self._closers = closers
         self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
-        return self
+        # The server iterates the inner iterator directly (no Python-level
+        # __next__ per chunk); close() stays on this object, as PEP 3333 wants.
+        return self._iterator
 
     def __next__(self) -> bytes:
         return next(self._iterator)
@@ -174,10 +180,13 @@ class ClosingIterator:
         if self._closed:
             return
         self._closed = True
-        _close_all(self._close_list)
+        if self._close is None:
+            _close_all(self._closers)
+        else:
+            _close_all((self._close,) + self._closers)
 
 
-def _close_all(closers: list[Callable[[], Any]]) -> None:
+def _close_all(closers: tuple[Callable[[], Any], ...]) -> None:
     error: BaseException | None = None
     for close in closers:
         try:
@@ -207,18 +216,17 @@ class AppResponse:
     with the helpers above.
     """
 
-    __slots__ = ("status", "headers", "exc_info", "_written", "_app_iter",
-                 "_iterator", "_committed", "_closed")
+    # Class-level defaults: creating one per request only sets what differs.
+    status: str | None = None
+    headers: Headers = []  # replaced, never mutated
+    exc_info: OptExcInfo = None
+    _app_iter: Any = None
+    _iterator: Iterator[bytes] | None = None
+    _committed = False
+    _closed = False
 
     def __init__(self) -> None:
-        self.status: str | None = None
-        self.headers: Headers = []
-        self.exc_info: OptExcInfo = None
         self._written: list[bytes] = []
-        self._app_iter: Any = None
-        self._iterator: Iterator[bytes] | None = None
-        self._committed = False
-        self._closed = False
 
     # The app's view: its start_response and write().
     def _start_response(self, status: str, headers: Headers, exc_info: OptExcInfo = None) -> WriteCallable:
@@ -263,12 +271,15 @@ class AppResponse:
         return start_response(status or self.status, self.headers if headers is None else headers)
 
     def __iter__(self) -> Iterator[bytes]:
+        if self._iterator is None:  # a list body: nothing can be written any more
+            return iter(self._written)
+        return self._stream()
+
+    def _stream(self) -> Iterator[bytes]:
         written = self._written
         while written:
             yield written.pop(0)
-        if self._iterator is None:
-            return
-        for chunk in self._iterator:
+        for chunk in self._iterator:  # type: ignore[union-attr]
             while written:  # write() called from inside the app's generator
                 yield written.pop(0)
             yield chunk

@@ -35,7 +35,7 @@ class Tag:
     def __call__(self, environ, start_response):
         response = call_app(self.app, environ)
         response.start(start_response, headers=set_header(response.headers, "X-Tag", self.name))
-        return ClosingIterator(response, response.close)
+        return ClosingIterator(response)
 
 
 def tag_factory(global_conf, **local_conf):
