@@ -32,6 +32,7 @@ import os
 import re
 import warnings
 from pathlib import Path
+from urllib.parse import unquote
 from typing import Any, Callable
 
 from paste.deploy import loadwsgi
@@ -184,6 +185,7 @@ class _Loader(loadwsgi.ConfigLoader):
             return self._absolute_context(object_type, name, global_conf)
         section = self.find_config_section(object_type, name=name)
         self._warn_default_overrides(section)
+        self._check_gets(section, global_conf)
         try:
             context = super().get_context(object_type, name, global_conf)
         except ConfigError as exc:
@@ -197,12 +199,25 @@ class _Loader(loadwsgi.ConfigLoader):
         context.where = (self.parser, section)
         return context
 
+    def _check_gets(self, section: str, global_conf: dict[str, Any] | None) -> None:
+        """``get key = NAME`` needs a global NAME; say so plainly when it is missing."""
+        known = set(self.parser.defaults()) | set(global_conf or {})
+        for option in self.parser.options(section):
+            if option.startswith("get "):
+                wanted = self.parser.get(section, option)
+                if wanted not in known:
+                    raise ConfigError(
+                        f"{option!r} names the global {wanted!r}, which is not set in [DEFAULT] "
+                        f"nor by an override; {suggest(wanted, known - {'here', '__file__'})}",
+                        option=option, section=section, filename=self.filename,
+                        line=self.parser.lines.line(section, option))
+
     def _absolute_context(self, object_type: Any, name: str, global_conf: Any) -> Any:
         scheme, _, spec = name.partition(":")
         scheme = scheme.lower()
         if scheme == "config":
             path, _, section_name = spec.partition("#")
-            path = os.path.join(os.path.dirname(self.filename), path)
+            path = os.path.join(os.path.dirname(self.filename), unquote(path))
             loader = _Loader(path, self.overrides)
             if global_conf:
                 loader.update_defaults(global_conf, overwrite=False)
@@ -215,8 +230,13 @@ class _Loader(loadwsgi.ConfigLoader):
     def find_config_section(self, object_type: Any, name: str | None = None) -> str:
         try:
             return super().find_config_section(object_type, name=name)
-        except LookupError:
-            pass
+        except LookupError as exc:
+            if str(exc).startswith("Ambiguous"):
+                found = [s for s in self.parser.sections() if s.partition(":")[2].strip()
+                         == (name or "main") or s == name]
+                raise ConfigError(f"ambiguous: {' and '.join(f'[{s}]' for s in found)} both "
+                                  f"define {object_type.name} {name or 'main'!r}; rename one",
+                                  filename=self.filename) from None
         prefixes = [p for group in object_type.config_prefixes for p in group]
         sections = [s for s in self.parser.sections() if s.split(":", 1)[0] in prefixes]
         wanted = name or "main"
@@ -278,10 +298,14 @@ def _stringify(overrides: dict[str, Any]) -> dict[str, str]:
 def load(config: str | os.PathLike[str], name: str | None = None, **overrides: Any) -> WSGIApp:
     """Build the WSGI app ``name`` (default ``main``) from a deployment file.
 
-    ``config`` is a path, ``config:path`` or ``path#name``. ``overrides``
+    ``config`` is a path, ``config:path``, ``path#name``, or a file-less
+    ``egg:Dist#name``. ``overrides``
     replace ``[DEFAULT]`` variables, as ``key=value`` does on pserve's command
     line. Raises :class:`ConfigError` for anything wrong in the file.
     """
+    if os.fspath(config).lower().startswith("egg:"):  # no file: straight to PasteDeploy
+        _check_entry_point(loadwsgi.APP, os.fspath(config)[4:])
+        return loadwsgi.loadapp(os.fspath(config), name=name, global_conf=_stringify(overrides))
     path, name = _split_uri(config, name)
     loader = _Loader(path, _stringify(overrides))
     context = loader.get_context(loadwsgi.APP, name, loader.overrides)

@@ -378,3 +378,29 @@ def test_setup_logging_without_loggers_and_with_bad_ones(tmp_path):
     path.write_text("[loggers]\nkeys = root\n")
     with pytest.raises(ConfigError, match="bad logging configuration"):
         setup_logging(path)
+
+
+def test_file_less_uris():
+    from middleware.mount import Mount
+    assert isinstance(load("egg:stack#mount"), Mount)
+    with pytest.raises(ConfigError, match="did you mean 'urlmap'"):
+        load("egg:stack#urlmpa")
+
+
+def test_get_of_a_missing_global_is_named(tmp_path):
+    path = write(tmp_path, f"""
+        [DEFAULT]
+        http_port = 1
+
+        [app:main]
+        use = {FAKES}:hello_factory
+        get count = http_prot
+    """)
+    with pytest.raises(ConfigError, match=r"site.ini:6 \[app:main\] option 'get count': .*'http_prot'.*did you mean 'http_port'"):
+        load(path)
+
+
+def test_config_use_with_quoted_path(tmp_path):
+    write(tmp_path, f"[app:x]\nuse = {FAKES}:hello_factory\ngreeting = spaced\n", name="my file.ini")
+    path = write(tmp_path, "[app:main]\nuse = config:my%%20file.ini#x\n")
+    assert load(path).greeting == "spaced"
