@@ -214,6 +214,12 @@ class AppResponse:
     :meth:`close` exactly once when done (wrap it in :class:`ClosingIterator`).
     ``headers`` is the app's list: treat it as read-only and build new lists
     with the helpers above.
+
+    The app may replace its status and headers with ``start_response(...,
+    exc_info)`` until either a non-empty body chunk has come out of it or the
+    middleware has committed with :meth:`start`; after that the call re-raises
+    the app's exception (the middleware's rewritten headers may already be on
+    their way, so the replacement could not be rewritten consistently).
     """
 
     # Class-level defaults: creating one per request only sets what differs.
@@ -223,6 +229,7 @@ class AppResponse:
     _app_iter: Any = None
     _iterator: Iterator[bytes] | None = None
     _committed = False
+    _body_seen = False
     _closed = False
 
     def __init__(self) -> None:
@@ -232,9 +239,10 @@ class AppResponse:
     def _start_response(self, status: str, headers: Headers, exc_info: OptExcInfo = None) -> WriteCallable:
         if exc_info:
             try:
-                if self._committed:
-                    # The middleware already sent its headers on: too late to
-                    # replace them, so the app's error goes up (PEP 3333).
+                if self._committed or self._body_seen:
+                    # Body bytes have left the app, or the middleware already
+                    # sent its (rewritten) headers on: too late to replace
+                    # them, so the app's error goes up (PEP 3333).
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None  # type: ignore[assignment]  # break the traceback cycle
@@ -244,7 +252,12 @@ class AppResponse:
         check_status(status)
         check_headers(headers)
         self.status, self.headers = status, headers
-        return self._written.append
+        return self._write
+
+    def _write(self, data: bytes) -> None:
+        if data:
+            self._body_seen = True
+        self._written.append(data)
 
     # The middleware's view.
     def status_code(self) -> int:
@@ -282,6 +295,8 @@ class AppResponse:
         for chunk in self._iterator:  # type: ignore[union-attr]
             while written:  # write() called from inside the app's generator
                 yield written.pop(0)
+            if chunk:
+                self._body_seen = True
             yield chunk
         while written:
             yield written.pop(0)
@@ -317,6 +332,8 @@ def call_app(app: WSGIApp, environ: Environ) -> AppResponse:
             except StopIteration:
                 raise StartResponseError(
                     f"{_name(app)} returned its body without calling start_response") from None
+            if chunk:
+                response._body_seen = True
             response._written.append(chunk)
     except BaseException:
         response.close()

@@ -342,3 +342,35 @@ def test_sample_middleware_closes_app_exactly_once_on_error():
     with pytest.raises(RuntimeError):
         call(Upper(app))
     assert body.closed == 1
+
+
+def test_exc_info_after_a_non_empty_chunk_reraises_even_before_commit():
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        yield b"partial"
+        try:
+            raise ValueError("after body")
+        except ValueError:
+            start_response("500 Internal Server Error", [], sys.exc_info())
+        yield b"error page"
+
+    response = call_app(app, make_environ())
+    body = iter(response)
+    assert next(body) == b"partial"
+    with pytest.raises(ValueError, match="after body"):
+        next(body)
+    response.close()
+
+
+def test_exc_info_after_write_reraises():
+    def app(environ, start_response):
+        write = start_response("200 OK", [])
+        write(b"sent")
+        try:
+            raise ValueError("after write")
+        except ValueError:
+            start_response("500 Internal Server Error", [], sys.exc_info())
+        return []
+
+    with pytest.raises(ValueError, match="after write"):
+        call_app(app, make_environ())
