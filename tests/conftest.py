@@ -33,7 +33,9 @@ def echo() -> Callable:
 
 @pytest.fixture
 def live_server() -> Iterator[Callable[[Callable], str]]:
-    """``url = live_server(app)``: the app on the bundled server, on a free port.
+    """``url = live_server(app, **server_options)``: the app on the bundled server.
+
+    The server listens on a free 127.0.0.1 port.
 
     Every server started is shut down at the end of the test.
     """
@@ -41,10 +43,9 @@ def live_server() -> Iterator[Callable[[Callable], str]]:
 
     started = []
 
-    def start(app: Callable) -> str:
-        server = make_server(app, host="127.0.0.1", port=0)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                  daemon=True)
+    def start(app: Callable, **options) -> str:
+        server = make_server(app, host="127.0.0.1", port=0, **options)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         started.append((server, thread))
         return server.url
@@ -52,8 +53,8 @@ def live_server() -> Iterator[Callable[[Callable], str]]:
     yield start
     for server, thread in started:
         server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        thread.join(timeout=10)
+        server.close()
 
 
 @pytest.fixture

@@ -1,13 +1,18 @@
-"""The server ``stack serve`` runs (entry point ``egg:stack#http``).
+"""The bundled HTTP/1.1 server (entry point ``egg:stack#http``).
 
-For now this is a small threaded server on :mod:`wsgiref`, good for
-development and the test suite; the bundled HTTP/1.1 server replaces its
-insides without changing these names or options.
+Strict request parsing (RFC 9112), persistent and pipelined connections,
+chunked bodies both ways, ``100-continue``, sendfile for
+``wsgi.file_wrapper``, limits and timeouts that keep slow or hostile
+clients from holding workers, and a graceful stop on SIGTERM/SIGINT. The
+pieces: :mod:`~stack.server.parser` (sans-IO), :mod:`~stack.server.body`
+(``wsgi.input``), :mod:`~stack.server.task` (one WSGI call),
+:mod:`~stack.server.connection` and :mod:`~stack.server.loop`; every option is
+in :class:`~stack.server.config.ServerConfig`.
 
 Python::
 
     from stack.server import serve
-    serve(app, host="127.0.0.1", port=8080)
+    serve(app, host="127.0.0.1", port=8080, threads=16)
 
 INI::
 
@@ -15,95 +20,61 @@ INI::
     use = egg:stack#http
     host = 127.0.0.1
     port = 8080
+    threads = 16
+    keepalive_timeout = 5s
+    max_request_body_size = 10MB
 """
 from __future__ import annotations
 
 import logging
-import socketserver
 import threading
 from functools import partial
 from typing import Any, Callable
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from stack.options import as_int, as_str, convert_options
+from stack.server.config import OPTIONS, ServerConfig, config_from_ini
+from stack.server.loop import Server, install_signal_handlers
+from stack.server.task import FileWrapper
 from stack.types import WSGIApp
 
 log = logging.getLogger("stack.server")
 
-OPTIONS = {
-    "host": as_str,
-    "port": partial(as_int, minimum=0, maximum=65535),
-}
+
+def make_server(app: WSGIApp, **options: Any) -> Server:
+    """Bind a server for ``app`` without starting it (``.serve_forever()`` runs it).
+
+    ``options`` are :class:`ServerConfig` fields (``host``, ``port``,
+    ``threads``, timeouts in seconds, limits in bytes); an unknown one is a
+    TypeError naming it.
+    """
+    return Server(app, ServerConfig.from_options(options))
 
 
-class _Handler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def get_stderr(self) -> Any:
-        return _LogStream()
-
-
-class _LogStream:
-    """``wsgi.errors`` that writes to the ``stack.server`` logger."""
-
-    def write(self, text: str) -> None:
-        if text.strip():
-            log.error("%s", text.rstrip())
-
-    def writelines(self, lines: Any) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        pass
-
-
-class Server(socketserver.ThreadingMixIn, WSGIServer):
-    """A threaded WSGI server bound to ``(host, port)``; port 0 picks a free one."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, app: WSGIApp, *, host: str = "127.0.0.1", port: int = 8080) -> None:
-        super().__init__((host, port), _Handler)
-        self.set_app(app)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
-
-
-def make_server(app: WSGIApp, *, host: str = "127.0.0.1", port: int = 8080) -> Server:
-    """Bind a server for ``app`` without starting it (``.serve_forever()`` runs it)."""
-    return Server(app, host=host, port=port)
-
-
-def serve(app: WSGIApp, *, host: str = "127.0.0.1", port: int = 8080,
-          ready: threading.Event | None = None) -> None:
-    """Serve ``app`` until interrupted."""
-    server = make_server(app, host=host, port=port)
-    log.info("serving on %s", server.url)
+def serve(app: WSGIApp, *, ready: threading.Event | None = None, **options: Any) -> None:
+    """Serve ``app`` until SIGTERM/SIGINT (or :meth:`Server.shutdown`)."""
+    server = make_server(app, **options)
+    install_signal_handlers(server)
     print(f"stack: serving on {server.url}", flush=True)
     if ready is not None:
         ready.set()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    server.serve_forever()
 
 
 def server_factory(global_conf: dict[str, Any], **local_conf: str) -> Callable[[WSGIApp], None]:
     """PasteDeploy ``paste.server_factory`` for ``use = egg:stack#http``.
 
     Options are checked when the file is loaded (so ``stack check`` catches
-    a typo), and the returned callable serves an app.
+    a typo); the returned callable serves an app.
     """
-    options = convert_options(local_conf, OPTIONS)
-    return partial(serve, **options)
+    config = config_from_ini(local_conf)
+    return partial(_serve_config, config=config)
 
 
-__all__ = ["Server", "make_server", "serve", "server_factory"]
+def _serve_config(app: WSGIApp, *, config: ServerConfig) -> None:
+    server = Server(app, config)
+    install_signal_handlers(server)
+    print(f"stack: serving on {server.url}", flush=True)
+    server.serve_forever()
+
+
+__all__ = ["Server", "ServerConfig", "FileWrapper", "OPTIONS", "make_server", "serve",
+           "server_factory"]

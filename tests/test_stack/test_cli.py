@@ -61,7 +61,7 @@ def test_check_typo_in_server_option(tmp_path, capsys):
     path = write(tmp_path, SITE.replace("port = 8080", "prot = 8080"))
     assert main(["check", str(path)]) == 1
     err = capsys.readouterr().err
-    assert f"{path}:19 [server:main] option 'prot'" in err and "known: host, port" in err
+    assert f"{path}:19 [server:main] option 'prot'" in err and "did you mean 'port'?" in err and "threads" in err
 
 
 def test_check_missing_egg_name(tmp_path, capsys):

@@ -297,9 +297,9 @@ def test_load_server_and_server_options(tmp_path):
         prot = 1
     """)
     runner = load_server(path)
-    assert runner.keywords == {"host": "127.0.0.1", "port": 8080}
+    assert (runner.keywords["config"].host, runner.keywords["config"].port) == ("127.0.0.1", 8080)
     runner = load_server(path, server_options={"port": "9"})
-    assert runner.keywords["port"] == 9
+    assert runner.keywords["config"].port == 9
     with pytest.raises(ConfigError, match=r"site.ini:8 \[server:typo\] option 'prot'.*did you mean 'port'"):
         load_server(path, "typo")
 

@@ -1,0 +1,180 @@
+"""One client connection: its socket, its read buffer, and its request loop.
+
+Two threads take turns with a connection, never at once. The event loop
+reads while the connection waits for a request head (so a slow or idle
+client holds no worker); once a whole head is in, a worker serves that
+request, then any pipelined ones already in the buffer, and hands the
+connection back to the loop to wait for the next.
+
+Sockets are blocking with kernel-level timeouts (``SO_RCVTIMEO`` for body
+reads, ``SO_SNDTIMEO`` for sends): a worker's I/O costs one system call, not
+a poll() plus the call as Python-level timeouts would, and a stalled peer
+still cannot hold a worker past the timeout. The loop itself only ever reads
+with ``MSG_DONTWAIT``.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+from typing import TYPE_CHECKING, Any, Iterable
+
+from stack.server.body import ClientDisconnected
+from stack.server.parser import (FIELDS_TOO_LARGE, ParseError, RequestHead, check_incomplete_head,
+                                 find_head_end, parse_head)
+from stack.server.task import Task, http_date
+
+if TYPE_CHECKING:
+    from stack.server.loop import Server
+
+log = logging.getLogger("stack.server")
+
+_MAX_LEADING_EMPTY = 16
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1e6))
+
+
+class Connection:
+    """A client connection, shared by the loop (waiting) and a worker (serving)."""
+
+    def __init__(self, server: Server, sock: socket.socket, addr: Any) -> None:
+        self.server = server
+        self.config = server.config
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.buffer = b""
+        self.deadline = 0.0
+        self.busy = False
+        self.closed = False
+        self.base_environ = server.environ_for(addr)
+        sock.setblocking(True)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(self.config.body_timeout))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.config.send_timeout))
+
+    # -- reading request heads (loop or worker) -------------------------------
+
+    def take_head(self) -> RequestHead | None:
+        """Parse the next request head from the buffer, or None if incomplete.
+
+        Raises :class:`ParseError` for a head that is bad or too large.
+        """
+        buffer = self.buffer
+        if buffer[:1] in (b"\r", b"\n"):
+            stripped = buffer.lstrip(b"\r\n")
+            if len(buffer) - len(stripped) > 2 * _MAX_LEADING_EMPTY:
+                raise ParseError("too many empty lines before the request")
+            buffer = self.buffer = stripped
+        end = find_head_end(buffer)
+        config = self.config
+        if end == -1:
+            check_incomplete_head(buffer, config.max_request_line, config.max_request_header_size)
+            return None
+        if end > config.max_request_line + config.max_request_header_size + 4:
+            raise ParseError("request head too large", FIELDS_TOO_LARGE)
+        self.buffer = buffer[end:]
+        return parse_head(buffer[:end], max_line=config.max_request_line,
+                          max_head=config.max_request_header_size,
+                          max_fields=config.max_header_count,
+                          max_body=config.max_request_body_size)
+
+    # -- the worker's side ----------------------------------------------------
+
+    def serve(self, head: RequestHead) -> None:
+        """Serve ``head`` and any pipelined requests, then wait or close."""
+        server = self.server
+        try:
+            while True:
+                if not Task(self, head).run(server.app) or server.stopping:
+                    break
+                try:
+                    next_head = self.take_head()
+                except ParseError as exc:
+                    self.reject(exc)
+                    return
+                if next_head is None:
+                    server.wait_for_request(self)
+                    return
+                head = next_head
+        except Exception:  # a bug here must not kill the worker
+            log.exception("error while serving a connection")
+        self.close()
+
+    # -- the Source protocol of wsgi.input -------------------------------------
+
+    def read_raw(self, size: int) -> bytes:
+        if self.buffer:
+            data, self.buffer = self.buffer[:size], self.buffer[size:]
+            return data
+        try:
+            return self.sock.recv(size)
+        except (BlockingIOError, TimeoutError):
+            raise ClientDisconnected(f"no body data for {self.config.body_timeout}s") from None
+
+    def unread(self, data: bytes) -> None:
+        self.buffer = data + self.buffer
+
+    def send_continue(self) -> None:
+        self.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    # -- sending ----------------------------------------------------------------
+
+    def sendall(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except BlockingIOError:
+            raise TimeoutError(f"send blocked for {self.config.send_timeout}s") from None
+
+    def sendmsg(self, buffers: Iterable[bytes]) -> None:
+        views = [memoryview(b) for b in buffers]
+        try:
+            while views:
+                sent = self.sock.sendmsg(views)
+                while views and sent >= len(views[0]):
+                    sent -= len(views[0])
+                    views.pop(0)
+                if sent:
+                    views[0] = views[0][sent:]
+        except BlockingIOError:
+            raise TimeoutError(f"send blocked for {self.config.send_timeout}s") from None
+
+    def sendfile(self, file: Any, offset: int, count: int) -> None:
+        try:
+            sent = self.sock.sendfile(file, offset, count)
+        except BlockingIOError:
+            raise TimeoutError(f"send blocked for {self.config.send_timeout}s") from None
+        if sent < count:
+            raise BrokenPipeError(f"file ended after {sent} of {count} bytes")
+
+    def send_error(self, status: str, keep_alive: bool = False) -> None:
+        """A short plain-text error response (best effort: the peer may be gone)."""
+        body = status.encode("latin-1") + b"\r\n"
+        head = (b"HTTP/1.1 " + status.encode("latin-1") + b"\r\nContent-Type: text/plain\r\n"
+                b"Content-Length: " + str(len(body)).encode() + b"\r\n" + http_date()
+                + (b"" if keep_alive else b"Connection: close\r\n") + b"\r\n")
+        try:
+            self.sock.send(head + body, socket.MSG_DONTWAIT)
+        except OSError:
+            pass
+
+    def reject(self, error: ParseError) -> None:
+        """Answer a request we refused to parse, and close."""
+        log.info("refused a request from %s: %s (%s)", self.base_environ.get("REMOTE_ADDR"),
+                 error, error.status)
+        self.send_error(error.status)
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.server.forget(self)
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self.sock.close()
