@@ -36,6 +36,8 @@ def home(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     body = PAGE.format(title="stack demo", body=(
         "<p>One process, one deployment file, several apps side by side.</p><ul>"
         f'<li><a href="{root}/webob/">a WebOb app</a> mounted at /webob</li>'
+        f'<li><a href="{root}/flask/">a Flask app</a> mounted at /flask</li>'
+        f'<li><a href="{root}/boom">a page that raises</a>, caught by the error catcher</li>'
         "</ul>")).encode()
     start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
                               ("Content-Length", str(len(body)))])
@@ -52,6 +54,12 @@ def hello(request: Request) -> Response:
     return Response(text, content_type="text/plain", charset="utf-8")
 
 
+def boom(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """Fails on purpose, to show the error catcher's page."""
+    detail = "a local variable the debug page shows"  # noqa: F841
+    raise RuntimeError("boom: this route fails on purpose")
+
+
 def home_factory(global_conf: dict[str, Any], **local_conf: str) -> Any:
     """``use = call:stack_examples.demo:home_factory``"""
     return home
@@ -60,3 +68,8 @@ def home_factory(global_conf: dict[str, Any], **local_conf: str) -> Any:
 def hello_factory(global_conf: dict[str, Any], **local_conf: str) -> Any:
     """``use = call:stack_examples.demo:hello_factory``"""
     return hello
+
+
+def boom_factory(global_conf: dict[str, Any], **local_conf: str) -> Any:
+    """``use = call:stack_examples.demo:boom_factory``"""
+    return boom
