@@ -196,8 +196,10 @@ class Task:
             elif lname == "server":
                 has_server = True
             lines += (name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n")
-        self.no_body = self.is_head or code < 200 or code in _NO_BODY_STATUSES
-        if length is None and not self.no_body and type(body_hint) is list:
+        status_has_body = code >= 200 and code not in _NO_BODY_STATUSES
+        self.no_body = self.is_head or not status_has_body
+        if length is None and status_has_body and type(body_hint) is list:
+            # A HEAD answer says the length the GET body would have.
             length = sum(len(chunk) for chunk in body_hint)
             lines += (b"Content-Length: ", str(length).encode(), b"\r\n")
         self.length = length
