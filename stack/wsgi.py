@@ -225,7 +225,6 @@ class AppResponse:
     # Class-level defaults: creating one per request only sets what differs.
     status: str | None = None
     headers: Headers = []  # replaced, never mutated
-    exc_info: OptExcInfo = None
     _app_iter: Any = None
     _iterator: Iterator[bytes] | None = None
     _committed = False
@@ -272,6 +271,11 @@ class AppResponse:
         """The media type without parameters, lower-cased (``""`` if none)."""
         value = get_header(self.headers, "Content-Type") or ""
         return value.split(";", 1)[0].strip().lower()
+
+    @property
+    def complete(self) -> list[bytes] | None:
+        """The whole body when the app returned a list (nothing more can come), else None."""
+        return self._written if self._iterator is None else None
 
     def start(self, start_response: StartResponse, status: str | None = None,
               headers: Headers | None = None) -> WriteCallable:

@@ -269,7 +269,9 @@ class Task:
     def finish(self) -> None:
         """End the body: terminate chunking; a short body closes the connection."""
         if not self.headers_sent:
-            self.send_headers([])
+            # Nothing came out: an empty body, whose length we know, except
+            # for HEAD, where the GET body's length is unknown.
+            self.send_headers(None if self.is_head else [])
         if self.chunked:
             self.conn.sendall(b"0\r\n\r\n")
         elif self.length is not None and self.sent < self.length and not self.no_body:

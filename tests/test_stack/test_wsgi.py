@@ -374,3 +374,8 @@ def test_exc_info_after_write_reraises():
 
     with pytest.raises(ValueError, match="after write"):
         call_app(app, make_environ())
+
+
+def test_complete_tells_a_list_body_from_a_stream():
+    assert call_app(list_app, make_environ()).complete == [b"hello ", b"world"]
+    assert call_app(late_app, make_environ()).complete is None
