@@ -17,9 +17,8 @@ still runs exactly once).
   closed, and the exception is re-raised to the server, which drops the
   connection. What the client sees:
 
-  * ``stack.server`` (wsgiref inside, one request per connection): the body
-    stops early and the connection closes. With a ``Content-Length`` the
-    client sees a short read; without one the body just ends early.
+  * ``stack.server``: the connection closes at once; a chunked body lacks
+    its last chunk, a body with ``Content-Length`` is short.
   * gunicorn (sync worker): the connection closes at once; a chunked body
     lacks its last chunk, a body with ``Content-Length`` is short.
   * waitress: the same; the connection closes without the terminating chunk

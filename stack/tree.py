@@ -12,6 +12,7 @@ the same name (or with a leading underscore).
 from __future__ import annotations
 
 import inspect
+import logging
 from typing import Any, Iterator
 
 _MISSING = object()
@@ -72,11 +73,17 @@ def format_tree(app: Any) -> str:
     """An indented text picture of the tree, one node per line."""
     lines = []
     for depth, label, node in walk(app):
-        options = ", ".join(f"{k}={v!r}" for k, v in node_options(node).items())
+        options = ", ".join(f"{k}={_show(v)}" for k, v in node_options(node).items())
         text = node_name(node) + (f" ({options})" if options else "")
         prefix = "  " * depth + (f"{label} -> " if label else "")
         lines.append(prefix + text)
     return "\n".join(lines)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, logging.Logger):
+        return repr(value.name)  # its configured level is noise here
+    return repr(value)
 
 
 __all__ = ["node_name", "node_options", "node_children", "walk", "format_tree"]
