@@ -38,7 +38,14 @@ def _timeval(seconds: float) -> bytes:
 
 
 class Connection:
-    """A client connection, shared by the loop (waiting) and a worker (serving)."""
+    """A client connection, shared by the loop (waiting) and a worker (serving).
+
+    The loop calls :meth:`take_request` after each read (None: not complete
+    yet; :class:`ParseError`: refuse with :meth:`reject`) and hands what it
+    returns to :meth:`serve` on a worker, which ends with
+    ``server.wait_for_request(self)`` or :meth:`close`. A gateway protocol
+    (FastCGI, SCGI, ...) subclasses it and overrides those three.
+    """
 
     def __init__(self, server: Server, sock: socket.socket, addr: Any) -> None:
         self.server = server
@@ -58,7 +65,7 @@ class Connection:
 
     # -- reading request heads (loop or worker) -------------------------------
 
-    def take_head(self) -> RequestHead | None:
+    def take_request(self) -> RequestHead | None:
         """Parse the next request head from the buffer, or None if incomplete.
 
         Raises :class:`ParseError` for a head that is bad or too large.
@@ -92,7 +99,7 @@ class Connection:
                 if not Task(self, head).run(server.app) or server.stopping:
                     break
                 try:
-                    next_head = self.take_head()
+                    next_head = self.take_request()
                 except ParseError as exc:
                     self.reject(exc)
                     return

@@ -64,9 +64,11 @@ class Server:
     >>> server.shutdown()
     """
 
-    def __init__(self, app: WSGIApp, config: ServerConfig | None = None) -> None:
+    def __init__(self, app: WSGIApp, config: ServerConfig | None = None, *,
+                 connection_class: type[Connection] = Connection) -> None:
         self.app = app
         self.config = config or ServerConfig()
+        self.connection_class = connection_class
         self.socket = bind(self.config)
         self.stopping = False
         self._stopped = threading.Event()
@@ -204,7 +206,7 @@ class Server:
             except OSError as exc:  # e.g. EMFILE: wait for a connection to close
                 log.error("accept failed: %s", exc)
                 break
-            conn = Connection(self, sock, addr)
+            conn = self.connection_class(self, sock, addr)
             conn.deadline = time.monotonic() + self.config.header_timeout
             self._conns[conn.fd] = conn
             self._register(conn.fd)
@@ -224,11 +226,11 @@ class Server:
         waiting_since_idle = not conn.buffer
         conn.buffer += data
         try:
-            head = conn.take_head()
+            request = conn.take_request()
         except ParseError as exc:
             conn.reject(exc)
             return
-        if head is None:
+        if request is None:
             if waiting_since_idle:  # the head started: header_timeout runs from here
                 conn.deadline = time.monotonic() + self.config.header_timeout
             self._watch(conn)
@@ -236,7 +238,7 @@ class Server:
         conn.busy = True
         if self._selector is not None:
             self._selector.unregister(conn.fd)
-        self._jobs.put((conn, head))
+        self._jobs.put((conn, request))
 
     def _watch(self, conn: Connection) -> None:
         if self._poller is not None:
@@ -279,8 +281,8 @@ class Server:
             job = self._jobs.get()
             if job is None:
                 return
-            conn, head = job
-            conn.serve(head)
+            conn, request = job
+            conn.serve(request)
 
     # -- stopping ---------------------------------------------------------------------
 
