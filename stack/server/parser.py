@@ -15,7 +15,8 @@ Transfer-Encoding, limits with their own statuses) to us. The rules below
 are the whole of what we accept:
 
 - request line ``METHOD SP target SP HTTP/1.x`` with single spaces; a method
-  is a token; other ``HTTP/d.d`` versions get 505, anything else 400;
+  is a token; a well-formed line with another ``HTTP/d.d`` version gets 505,
+  anything else (``HTTP/0.99``, ``HTTP/11``, a bad method) 400;
 - lines end with CRLF (a bare LF is accepted as RFC 9112 §2.2 allows; a bare
   CR is not); up to 8 empty lines before the request line are skipped;
 - field names are tokens with no whitespace before the colon; values are
@@ -25,9 +26,14 @@ are the whole of what we accept:
 - ``Content-Length`` is one run of digits, given once; ``Transfer-Encoding``
   must end in ``chunked``, list it once, name no other coding (we decode
   none: 501) and not come with ``Content-Length`` or in HTTP/1.0;
+  ``Content-Type`` is given at most once (two would reach the app joined);
 - HTTP/1.1 requests carry exactly one valid ``Host``;
 - targets: origin-form, absolute-form (http/https; its authority replaces
-  ``Host``), ``*`` for OPTIONS only, authority-form for CONNECT only;
+  ``Host``), ``*`` for OPTIONS only, authority-form (``host:port``) for
+  CONNECT, which takes no other form; no fragment (``#``);
+- chunk sizes are 1-16 hex digits, whitespace only before a ``;`` extension,
+  lines end with CRLF; trailers are read, checked like fields and dropped
+  (framing, routing, auth and content fields are refused there);
 - names containing ``_`` are dropped (``X_User`` would become the same
   environ key as ``X-User``: a spoofing vector).
 """
@@ -66,7 +72,7 @@ _HOST = re.compile(
     rb"|[!$&'()*+,;=\w.~%-]*)(?::[0-9]*)?\Z")
 _ABSOLUTE = re.compile(rb"(https?)://(?:[^/?#@]*@)?([^/?#]*)([^#]*)\Z", re.I)
 _AUTHORITY = re.compile(rb"[^/?#@\s]+:[0-9]+\Z")
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(;.*)?\Z", re.S)
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})((?:[ \t]*;.*)?)\Z", re.S)
 _CHUNK_EXT = re.compile(
     rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN
     + rb'|"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[\t\x20-\x7e\x80-\xff])*"))?)*\Z')
@@ -99,12 +105,18 @@ class RequestHead:
 
 
 def find_head_end(buffer: bytes | bytearray, start: int = 0) -> int:
-    """Index just past the blank line ending a head, or -1 if not all here yet."""
-    end = buffer.find(b"\r\n\r\n", start)
+    """Index just past the blank line ending a head, or -1 if not all here yet.
+
+    Lines may end with CRLF or a bare LF, mixed; empty lines before the
+    request line (searched from ``start == 0`` only) do not end a head.
+    """
+    if start == 0 and buffer[:1] in (b"\r", b"\n"):
+        start = len(buffer) - len(buffer.lstrip(b"\r\n"))
+    crlf_end = buffer.find(b"\n\r\n", start)
     lf_end = buffer.find(b"\n\n", start)
-    if lf_end != -1 and (end == -1 or lf_end < end):
+    if lf_end != -1 and (crlf_end == -1 or lf_end < crlf_end):
         return lf_end + 2
-    return end + 4 if end != -1 else -1
+    return crlf_end + 3 if crlf_end != -1 else -1
 
 
 def check_incomplete_head(buffer: bytes | bytearray, max_line: int, max_head: int) -> None:
@@ -121,6 +133,8 @@ def parse_head(data: bytes, *, max_line: int = 8192, max_head: int = 65536,
                max_fields: int = 100, max_body: int | None = None) -> RequestHead:
     """Parse one complete request head (ending with the blank line)."""
     lines = data.split(b"\n")
+    if len(lines) < 3:
+        raise ParseError("request head does not end with an empty line")
     index = 0
     while index < len(lines) and lines[index] in (b"", b"\r") and index < 8:
         index += 1
@@ -148,8 +162,6 @@ def parse_head(data: bytes, *, max_line: int = 8192, max_head: int = 65536,
 def _parse_request_line(line: bytes) -> tuple[str, bytes, str]:
     match = _REQUEST_LINE.match(line)
     if match is None:
-        if re.match(rb"\S+ \S+ HTTP/[0-9]+\.[0-9]+\Z", line) and not re.search(rb"[\x00-\x1f\x7f]", line):
-            raise ParseError(f"unsupported HTTP version in {line[:80]!r}", BAD_VERSION)
         raise ParseError(f"malformed request line {line[:80]!r}")
     method, target, version = match.groups()
     if version not in (b"HTTP/1.1", b"HTTP/1.0"):
@@ -158,33 +170,48 @@ def _parse_request_line(line: bytes) -> tuple[str, bytes, str]:
 
 
 def _parse_fields(head: RequestHead, lines: list[bytes]) -> None:
-    hosts = []
-    lengths = []
-    codings: list[bytes] = []
+    hosts: list[bytes] = []
+    lengths: list[bytes] = []
+    codings: list[bytes] | None = None  # None: no Transfer-Encoding field
     connection: list[bytes] = []
+    content_types = 0
     for line in lines:
-        if line[:1] in (b" ", b"\t"):
-            raise ParseError("obsolete line folding (obs-fold) is not accepted")
-        match = _FIELD.match(line)
-        if match is None:
-            raise ParseError(f"malformed header field {line[:60]!r}")
-        raw_name, raw_value = match.groups()
-        if _BAD_VALUE.search(raw_value):
-            raise ParseError(f"control character in the value of {raw_name.decode()!r}")
+        raw_name, raw_value = _split_field(line)
         name = raw_name.lower()
         if name == b"host":
             hosts.append(raw_value)
         elif name == b"content-length":
             lengths.append(raw_value)
         elif name == b"transfer-encoding":
-            codings.extend(c.strip().lower() for c in raw_value.split(b","))
+            codings = (codings or []) + _list(raw_value)
         elif name == b"connection":
-            connection.extend(c.strip().lower() for c in raw_value.split(b","))
+            connection.extend(_list(raw_value))
+        elif name == b"content-type":
+            content_types += 1
         elif name == b"expect":
             head.expect_continue = raw_value.lower() == b"100-continue"
         if b"_" in name:
             continue  # would collide with '-' in the environ
         head.headers.append((name.decode("ascii"), raw_value.decode("latin-1")))
+    if content_types > 1:
+        raise ParseError("repeated Content-Type")
+    _check_host(head, hosts, connection)
+    _check_length(head, lengths, codings)
+
+
+def _split_field(line: bytes) -> tuple[bytes, bytes]:
+    if line[:1] in (b" ", b"\t"):
+        raise ParseError("obsolete line folding (obs-fold) is not accepted")
+    match = _FIELD.match(line)
+    if match is None:
+        raise ParseError(f"malformed header field {line[:60]!r}")
+    raw_name, raw_value = match.groups()
+    if _BAD_VALUE.search(raw_value):
+        raise ParseError(f"control character in the value of {raw_name.decode()!r}")
+    return raw_name, raw_value
+
+
+def _check_host(head: RequestHead, hosts: list[bytes], connection: list[bytes]) -> None:
     if head.version == "HTTP/1.1":
         if len(hosts) != 1 or not _HOST.match(hosts[0]):
             raise ParseError("an HTTP/1.1 request needs exactly one valid Host header")
@@ -196,36 +223,46 @@ def _parse_fields(head: RequestHead, lines: list[bytes]) -> None:
             raise ParseError("invalid Host header")
     if hosts:
         head.host = hosts[0].decode("latin-1")
+
+
+def _check_length(head: RequestHead, lengths: list[bytes], codings: list[bytes] | None) -> None:
     if lengths:
-        if len(lengths) > 1 or not lengths[0].isdigit() or len(lengths[0]) > 18:
+        digits = lengths[0].lstrip(b"0") or b"0"
+        if len(lengths) > 1 or not lengths[0].isdigit() or len(digits) > 18:
             raise ParseError("invalid or repeated Content-Length")
-        head.content_length = int(lengths[0])
-    if codings:
-        if lengths:
-            raise ParseError("both Content-Length and Transfer-Encoding")
-        if head.version == "HTTP/1.0":
-            raise ParseError("Transfer-Encoding in an HTTP/1.0 request")
-        if codings[-1] != b"chunked":
-            raise ParseError("Transfer-Encoding must end with chunked")
-        if codings.count(b"chunked") > 1:
-            raise ParseError("chunked given more than once")
-        if len(codings) > 1:
-            raise ParseError(f"transfer coding {codings[0].decode('latin-1')!r} is not supported",
-                             NOT_IMPLEMENTED)
-        head.chunked = True
+        head.content_length = int(digits)
+    if codings is None:
+        return
+    if lengths:
+        raise ParseError("both Content-Length and Transfer-Encoding")
+    if head.version == "HTTP/1.0":
+        raise ParseError("Transfer-Encoding in an HTTP/1.0 request")
+    if not codings or codings[-1] != b"chunked":
+        raise ParseError("Transfer-Encoding must end with chunked")
+    if codings.count(b"chunked") > 1:
+        raise ParseError("chunked given more than once")
+    if len(codings) > 1:
+        raise ParseError(f"transfer coding {codings[0].decode('latin-1')!r} is not supported",
+                         NOT_IMPLEMENTED)
+    head.chunked = True
+
+
+def _list(value: bytes) -> list[bytes]:
+    """The lowercased elements of a comma-separated field value (empty ones skipped)."""
+    return [item for item in (part.strip(b" \t").lower() for part in value.split(b",")) if item]
 
 
 def _parse_target(head: RequestHead, target: bytes) -> None:
-    if target[:1] == b"/":
+    if head.method == "CONNECT":
+        if not _AUTHORITY.match(target) or not _HOST.match(target):
+            raise ParseError("CONNECT needs an authority-form target (host:port)")
+        head.host, path, query = target.decode("latin-1"), b"", b""
+    elif target[:1] == b"/":
         path, _, query = target.partition(b"?")
     elif target == b"*":
         if head.method != "OPTIONS":
             raise ParseError("'*' target is only for OPTIONS")
         path, query = b"*", b""
-    elif head.method == "CONNECT":
-        if not _AUTHORITY.match(target):
-            raise ParseError("CONNECT needs an authority-form target (host:port)")
-        head.host, path, query = target.decode("latin-1"), b"", b""
     else:
         match = _ABSOLUTE.match(target)
         if match is None or not match.group(2):
@@ -287,6 +324,8 @@ class ChunkedDecoder:
                 if len(buffer) - pos > self._max_line:
                     raise ParseError("chunk line too long")
                 break
+            if end - pos > self._max_line:
+                raise ParseError("chunk line too long")
             line = buffer[pos:end]
             pos = end + 1
             if not line.endswith(b"\r"):
