@@ -37,6 +37,7 @@ def home(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         "<p>One process, one deployment file, several apps side by side.</p><ul>"
         f'<li><a href="{root}/webob/">a WebOb app</a> mounted at /webob</li>'
         f'<li><a href="{root}/flask/">a Flask app</a> mounted at /flask</li>'
+        f'<li><a href="{root}/catalogue/">an XML catalogue themed by XSLT</a></li>'
         f'<li><a href="{root}/boom">a page that raises</a>, caught by the error catcher</li>'
         "</ul>")).encode()
     start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
