@@ -7,7 +7,7 @@ import pytest
 import stack
 from stack.deploy import expand_env, load, load_server, sections, setup_logging
 from stack.errors import ConfigError, ConfigWarning
-from support import call
+from support import ROOT, call
 
 FAKES = "call:test_stack.deploy_fakes"
 
@@ -321,7 +321,7 @@ def test_config_use_across_files(tmp_path, monkeypatch):
 
 
 def test_sections():
-    assert "composite:main" in sections("config/demo.ini")
+    assert "composite:site" in sections(ROOT / "config" / "demo.ini")
 
 
 def test_setup_logging(tmp_path):
