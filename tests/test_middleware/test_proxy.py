@@ -7,7 +7,9 @@ server would send).
 """
 from __future__ import annotations
 
+
 import hashlib
+import io
 import re
 import socket
 import threading
@@ -641,10 +643,40 @@ def test_middleware_contract_through_a_real_backend(live_server):
         assert_middleware(factory, skip={
             "exc_info_after_body": across + "response early instead",
             "error_mid_stream": across + "response early instead",
+            "close_on_abandon": "the backend server closes the body when it notices the "
+                                "proxy left, on its own thread, a moment later: checked with "
+                                "a wait in test_abandoned_response_closes_the_backend_body",
         })
     finally:
         for item in made:
             item.close()
+
+
+def test_abandoned_response_closes_the_backend_body(live_server):
+    import threading
+
+    closed = threading.Event()
+
+    class Endless:
+        def __iter__(self):
+            while True:
+                yield b"x" * 65536
+
+        def close(self):
+            closed.set()
+
+    def backend(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return Endless()
+
+    with Proxy(live_server(backend), read_timeout=5) as proxy:
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "QUERY_STRING": "",
+                   "SERVER_NAME": "front", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+                   "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(), "REMOTE_ADDR": "127.0.0.1"}
+        body = proxy(environ, lambda status, headers, exc_info=None: None)
+        assert len(next(iter(body))) > 0
+        body.close()  # the client went away after one chunk
+        assert closed.wait(10)
 
 
 def test_stack_show_lists_the_backends():
