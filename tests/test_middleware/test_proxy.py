@@ -7,7 +7,6 @@ server would send).
 """
 from __future__ import annotations
 
-
 import hashlib
 import io
 import re
