@@ -181,7 +181,6 @@ def main(argv: list[str]) -> int:
         print()
         client_rows = []
         for method in ("GET", "POST"):
-            row: list[object] = [method]
             measured = []
             for make in (httpclient_caller, urllib3_caller):
                 once, close = make(port, method)

@@ -1,10 +1,7 @@
-"""The XSLT example site over a real socket: the demo's mount table plus the themed
-catalogue, built from a deployment file (the snippet proposed for config/demo.ini)."""
+"""The XSLT example site over a real socket, as config/demo.ini mounts it."""
 from __future__ import annotations
 
 import re
-import textwrap
-from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -12,58 +9,9 @@ from support import ROOT, http_get
 
 import stack
 
-SNIPPET = """
-[composite:main]
-use = egg:stack#urlmap
-/ = home
-/webob = hello
-/catalogue = catalogue
-
-[app:home]
-use = call:stack_examples.demo:home_factory
-
-[app:hello]
-use = call:stack_examples.demo:hello_factory
-
-[pipeline:catalogue]
-pipeline = theme catalogue_xml
-
-[filter:theme]
-use = egg:stack#xslt
-honor_pi = true
-subrequest_stylesheets = true
-statuses = 200 404
-params =
-    path = path
-    base = environ:SCRIPT_NAME
-    q = query:q
-    site = 'stack tea catalogue'
-
-[app:catalogue_xml]
-use = call:stack_examples.xslt_site:app_factory
-"""
-
-
-def importable() -> None:
-    """Make ``stack_examples.xslt_site`` importable even before pyproject lists it."""
-    import importlib.util
-    import sys
-    try:
-        import stack_examples.xslt_site  # noqa: F401
-    except ImportError:
-        spec = importlib.util.spec_from_file_location(
-            "stack_examples.xslt_site", ROOT / "examples" / "xslt_site" / "__init__.py")
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules[spec.name] = module  # type: ignore[union-attr]
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-
-
 @pytest.fixture
-def site(tmp_path: Path, live_server: Callable) -> str:
-    importable()
-    config = tmp_path / "demo.ini"
-    config.write_text(textwrap.dedent(SNIPPET), encoding="utf-8")
-    return live_server(stack.load(str(config)))
+def site(live_server: Callable) -> str:
+    return live_server(stack.load(ROOT / "config" / "demo.ini"))
 
 
 def test_themed_catalogue_over_a_socket(site: str) -> None:

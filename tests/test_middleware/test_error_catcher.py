@@ -1,7 +1,6 @@
 """ErrorCatcher in process, under wsgiref.validate: pages, reporting, mail, options."""
 from __future__ import annotations
 
-import json
 import logging
 import re
 import socket

@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 import tracemalloc
-from functools import partial
 from typing import Callable, Iterator
 from wsgiref.validate import validator
 

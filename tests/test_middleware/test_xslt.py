@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pytest
-from support import ROOT, call
+from support import call
 
 import stack
 from middleware import xslt as xslt_module
@@ -850,16 +850,7 @@ def test_loads_from_a_deployment_file(tmp_path: Path, theme: str) -> None:
 # -- the example site -------------------------------------------------------------------------------
 
 def example() -> Any:
-    import importlib.util
-    import sys
-    try:
-        from stack_examples import xslt_site
-    except ImportError:  # not installed as a package: load it from the tree
-        spec = importlib.util.spec_from_file_location(
-            "stack_examples.xslt_site", ROOT / "examples" / "xslt_site" / "__init__.py")
-        xslt_site = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules[spec.name] = xslt_site  # type: ignore[union-attr]
-        spec.loader.exec_module(xslt_site)  # type: ignore[union-attr]
+    from stack_examples import xslt_site
     return xslt_site
 
 

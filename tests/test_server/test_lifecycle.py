@@ -2,7 +2,6 @@
 import re
 import signal
 import socket
-import subprocess
 import textwrap
 import threading
 import time
