@@ -28,7 +28,87 @@ class Source(Protocol):
     def send_continue(self) -> None: ...
 
 
-class Input:
+class BodyReader:
+    """File-like reads (``read``, ``readline``, iteration) over ``_next(want)``.
+
+    A subclass supplies ``_next``: the next piece of the body, at most about
+    ``want`` bytes, ``b""`` at its end. Shared by the HTTP server's
+    ``wsgi.input`` and the gateways'.
+    """
+
+    _pending = b""
+
+    def _next(self, want: int) -> bytes:
+        raise NotImplementedError
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            parts = [self._pending]
+            self._pending = b""
+            while True:
+                data = self._next(READ_SIZE)
+                if not data:
+                    return b"".join(parts)
+                parts.append(data)
+        if size == 0:
+            return b""
+        # Like a buffered file: exactly ``size`` bytes unless the body ends first
+        # (apps call read(CONTENT_LENGTH) and expect the whole body).
+        data = self._pending or self._next(size)
+        if len(data) >= size:
+            return self._split(data, size)
+        self._pending = b""
+        parts, have = [data], len(data)
+        while have < size:
+            more = self._next(size - have)
+            if not more:
+                break
+            parts.append(more)
+            have += len(more)
+        return self._split(b"".join(parts), size)
+
+    def _split(self, data: bytes, size: int) -> bytes:
+        if len(data) <= size:
+            self._pending = b""
+            return data
+        self._pending = data[size:]
+        return data[:size]
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = size if size is not None and size >= 0 else None
+        buffer = self._pending
+        self._pending = b""
+        while True:
+            end = buffer.find(b"\n")
+            if end != -1 and (limit is None or end < limit):
+                self._pending = buffer[end + 1:]
+                return buffer[:end + 1]
+            if limit is not None and len(buffer) >= limit:
+                self._pending = buffer[limit:]
+                return buffer[:limit]
+            data = self._next(READ_SIZE)
+            if not data:
+                return buffer
+            buffer += data
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        lines, total = [], 0
+        for line in self:
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+
+class Input(BodyReader):
     """A file-like ``wsgi.input`` over one request's body."""
 
     def __init__(self, source: Source, head: RequestHead, max_body: int) -> None:
@@ -36,7 +116,6 @@ class Input:
         self._chunked = head.chunked
         self._remaining = 0 if head.chunked else (head.content_length or 0)
         self._decoder = ChunkedDecoder() if head.chunked else None
-        self._pending = b""
         self._continue = head.expect_continue and head.has_body
         self._max_body = max_body
         self._received = 0
@@ -54,7 +133,7 @@ class Input:
         """The client waits for 100 Continue that was never sent."""
         return self._continue
 
-    def _fill(self, want: int) -> bytes:
+    def _next(self, want: int) -> bytes:
         """The next piece of body data (at most ``want`` bytes), b"" at the end."""
         if not self.started:
             self.started = True
@@ -85,72 +164,6 @@ class Input:
                 return data
         return b""
 
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            parts = [self._pending]
-            self._pending = b""
-            while True:
-                data = self._fill(READ_SIZE)
-                if not data:
-                    return b"".join(parts)
-                parts.append(data)
-        if size == 0:
-            return b""
-        # Like a buffered file: exactly ``size`` bytes unless the body ends first
-        # (apps call read(CONTENT_LENGTH) and expect the whole body).
-        data = self._pending or self._fill(size)
-        if len(data) >= size:
-            return self._split(data, size)
-        self._pending = b""
-        parts, have = [data], len(data)
-        while have < size:
-            more = self._fill(size - have)
-            if not more:
-                break
-            parts.append(more)
-            have += len(more)
-        return self._split(b"".join(parts), size)
-
-    def _split(self, data: bytes, size: int) -> bytes:
-        if len(data) <= size:
-            self._pending = b""
-            return data
-        self._pending = data[size:]
-        return data[:size]
-
-    def readline(self, size: int | None = -1) -> bytes:
-        limit = size if size is not None and size >= 0 else None
-        buffer = self._pending
-        self._pending = b""
-        while True:
-            end = buffer.find(b"\n")
-            if end != -1 and (limit is None or end < limit):
-                self._pending = buffer[end + 1:]
-                return buffer[:end + 1]
-            if limit is not None and len(buffer) >= limit:
-                self._pending = buffer[limit:]
-                return buffer[:limit]
-            data = self._fill(READ_SIZE)
-            if not data:
-                return buffer
-            buffer += data
-
-    def readlines(self, hint: int | None = -1) -> list[bytes]:
-        lines, total = [], 0
-        for line in self:
-            lines.append(line)
-            total += len(line)
-            if hint is not None and 0 < hint <= total:
-                break
-        return lines
-
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            line = self.readline()
-            if not line:
-                return
-            yield line
-
     def discard(self, limit: int) -> bool:
         """Read and drop the rest of the body, up to ``limit`` bytes; True if it ended."""
         if self._continue:
@@ -160,5 +173,5 @@ class Input:
         while not self.finished:
             if dropped > limit:
                 return False
-            dropped += len(self._fill(READ_SIZE))
+            dropped += len(self._next(READ_SIZE))
         return True

@@ -121,6 +121,8 @@ class Connection:
             return self.sock.recv(size)
         except (BlockingIOError, TimeoutError):
             raise ClientDisconnected(f"no body data for {self.config.body_timeout}s") from None
+        except OSError as exc:
+            raise ClientDisconnected(str(exc)) from None
 
     def unread(self, data: bytes) -> None:
         self.buffer = data + self.buffer

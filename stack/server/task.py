@@ -103,15 +103,50 @@ class ErrorsStream:
         pass
 
 
-class Task:
+class Responder:
+    """The app's side of a response: ``start_response`` and ``write()`` (PEP 3333).
+
+    A subclass sends: ``send_body(data)`` frames and sends a piece of body
+    (the headers first, when they have not gone out yet).
+    """
+
+    status: str | None = None
+    headers: list[tuple[str, str]] = []
+    headers_sent = False
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        if exc_info:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise StartResponseError("start_response was already called (pass exc_info to replace "
+                                     "the response before its headers are sent)")
+        check_status(status)
+        check_headers(headers)
+        self.status, self.headers = status, headers
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """The legacy ``write()`` callable: data goes out before it returns."""
+        if self.status is None:
+            raise StartResponseError("write() called before start_response")
+        if type(data) is not bytes:
+            raise TypeError(f"write() takes bytes, not {type(data).__name__}")
+        self.send_body(data)
+
+    def send_body(self, data: bytes) -> None:
+        raise NotImplementedError
+
+
+class Task(Responder):
     """One request/response exchange on a connection."""
 
     def __init__(self, conn: Connection, head: RequestHead) -> None:
         self.conn = conn
         self.head = head
-        self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
-        self.headers_sent = False
         self.keep_alive = head.keep_alive
         self.is_head = head.method == "HEAD"
         self.length: int | None = None    # Content-Length we promised
@@ -145,31 +180,6 @@ class Task:
         if head.host is not None:
             environ["HTTP_HOST"] = head.host
         return environ
-
-    # -- the app's side -------------------------------------------------------
-
-    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        if exc_info:
-            try:
-                if self.headers_sent:
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None
-        elif self.status is not None:
-            raise StartResponseError("start_response was already called (pass exc_info to replace "
-                                     "the response before its headers are sent)")
-        check_status(status)
-        check_headers(headers)
-        self.status, self.headers = status, headers
-        return self.write
-
-    def write(self, data: bytes) -> None:
-        """The legacy ``write()`` callable: data goes out before it returns."""
-        if self.status is None:
-            raise StartResponseError("write() called before start_response")
-        if type(data) is not bytes:
-            raise TypeError(f"write() takes bytes, not {type(data).__name__}")
-        self.send_body(data)
 
     # -- sending --------------------------------------------------------------
 
