@@ -32,7 +32,7 @@ log = logging.getLogger("stack.server")
 _MAX_LEADING_EMPTY = 16
 
 
-def _timeval(seconds: float) -> bytes:
+def timeval(seconds: float) -> bytes:
     whole = int(seconds)
     return struct.pack("ll", whole, int((seconds - whole) * 1e6))
 
@@ -58,10 +58,11 @@ class Connection:
         self.closed = False
         self.base_environ = server.environ_for(addr)
         sock.setblocking(True)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
+        if server.is_tcp:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(self.config.body_timeout))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.config.send_timeout))
+        recv_timeout, send_timeout = server.socket_timeouts
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, recv_timeout)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, send_timeout)
 
     # -- reading request heads (loop or worker) -------------------------------
 
@@ -98,6 +99,9 @@ class Connection:
             while True:
                 if not Task(self, head).run(server.app) or server.stopping:
                     break
+                if not self.buffer:  # the usual case: no pipelined request waiting
+                    server.wait_for_request(self)
+                    return
                 try:
                     next_head = self.take_request()
                 except ParseError as exc:
@@ -139,15 +143,23 @@ class Connection:
             raise TimeoutError(f"send blocked for {self.config.send_timeout}s") from None
 
     def sendmsg(self, buffers: Iterable[bytes]) -> None:
-        views = [memoryview(b) for b in buffers]
+        """Send several buffers with one system call, without joining them."""
+        buffers = list(buffers)
         try:
-            while views:
-                sent = self.sock.sendmsg(views)
-                while views and sent >= len(views[0]):
-                    sent -= len(views[0])
-                    views.pop(0)
+            sent = self.sock.sendmsg(buffers)
+            views = None
+            while True:
+                # Drop what went out; stop when nothing is left.
+                while buffers and sent >= len(buffers[0]):
+                    sent -= len(buffers[0])
+                    buffers.pop(0)
+                if not buffers:
+                    return
+                if views is None:  # a partial send (rare): slice without copying
+                    views = buffers = [memoryview(b) for b in buffers]
                 if sent:
-                    views[0] = views[0][sent:]
+                    buffers[0] = buffers[0][sent:]
+                sent = self.sock.sendmsg(buffers)
         except BlockingIOError:
             raise TimeoutError(f"send blocked for {self.config.send_timeout}s") from None
 

@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from stack.server.config import ServerConfig
-from stack.server.connection import Connection
+from stack.server.connection import Connection, timeval
 from stack.server.parser import ParseError
 from stack.server.task import ErrorsStream, FileWrapper
 from stack.types import WSGIApp
@@ -79,6 +79,9 @@ class Server:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._base_environ = self._make_base_environ()
+        # Per-connection socket settings, computed once.
+        self.is_tcp = self.socket.family in (socket.AF_INET, socket.AF_INET6)
+        self.socket_timeouts = (timeval(self.config.body_timeout), timeval(self.config.send_timeout))
         self._poller: Any = select.epoll() if _HAS_EPOLL else None
         self._selector: Any = None
         self._returned: queue.SimpleQueue[Connection] = queue.SimpleQueue()
