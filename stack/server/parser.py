@@ -6,13 +6,17 @@ Nothing here touches a socket: :func:`parse_head` turns one request head
 answer with; :class:`ChunkedDecoder` turns chunked body bytes into data.
 The connection feeds them bytes.
 
-Why hand-written: measured on this machine, splitting the whole head once and
-checking each line with a compiled regular expression costs ~8 µs for a
-typical browser request; h11 (pure Python, event by event) costs several
-times that, and httptools/llhttp calls back into Python for every header and
-still leaves the RFC 9112 semantics (Host rules, Content-Length vs
-Transfer-Encoding, limits with their own statuses) to us. The rules below
-are the whole of what we accept:
+Why hand-written (``benchmarks/bench_parser.py`` measures it): a browser's
+14-field head costs about 12 µs here, h11 about 2x that and httptools
+(llhttp in C) about a fifth of it. httptools is faster, but it would leave
+every rule below to Python code after it anyway (Host, Content-Length vs
+Transfer-Encoding, limits with their own statuses, ``_`` names) and its
+leniencies would have to be undone; on the server's hot path the parse is
+a small part of a request's cost (the thread hand-off and system calls
+dominate: see ``benchmarks/bench_server.py``). The common case is one
+regular-expression match for the whole head plus one ``findall`` for its
+fields; anything unusual takes a line-by-line path that names the exact
+fault. The rules below are the whole of what we accept:
 
 - request line ``METHOD SP target SP HTTP/1.x`` with single spaces; a method
   is a token; a well-formed line with another ``HTTP/d.d`` version gets 505,
@@ -76,6 +80,18 @@ _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})((?:[ \t]*;.*)?)\Z", re.S)
 _CHUNK_EXT = re.compile(
     rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN
     + rb'|"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[\t\x20-\x7e\x80-\xff])*"))?)*\Z')
+# The common case in one match: no leading empty lines, HTTP/1.0 or 1.1, and
+# every field line well-formed. Anything else takes the line-by-line path,
+# which finds the exact fault (and may still accept, e.g. leading CRLFs).
+_FAST_HEAD = re.compile(
+    rb"(" + _TOKEN + rb") ([^\x00-\x20\x7f]+) (HTTP/1\.[01])\r?\n"
+    rb"((?:" + _TOKEN + rb":[^\x00-\x08\x0a-\x1f\x7f]*\r?\n)*)\r?\n\Z")
+# Greedy, ending on a non-blank: a lazy value would try the tail at every byte.
+_FAST_FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*((?:[^\r\n]*[^ \t\r\n])?)[ \t]*\r?\n")
+# Lower-cased field names as str, remembered: the same few names come again and again.
+_NAMES: dict[bytes, str] = {}
+_SPECIAL_FIELDS = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection",
+                             b"content-type", b"expect"})
 _FORBIDDEN_TRAILERS = frozenset({
     b"content-length", b"transfer-encoding", b"host", b"content-type", b"content-encoding",
     b"content-range", b"trailer", b"authorization", b"set-cookie", b"cookie", b"te",
@@ -132,6 +148,25 @@ def check_incomplete_head(buffer: bytes | bytearray, max_line: int, max_head: in
 def parse_head(data: bytes, *, max_line: int = 8192, max_head: int = 65536,
                max_fields: int = 100, max_body: int | None = None) -> RequestHead:
     """Parse one complete request head (ending with the blank line)."""
+    match = _FAST_HEAD.match(data)
+    if match is not None:
+        method, target, version, block = match.groups()
+        fields = _FAST_FIELD.findall(block)
+        if (len(method) + len(target) + 10 <= max_line and len(block) <= max_head
+                and len(fields) <= max_fields):
+            head = RequestHead(method=method.decode("ascii"), target=target.decode("latin-1"),
+                               path="", query="", version=version.decode("ascii"))
+            _parse_fields(head, fields)
+            _parse_target(head, target)
+            _check_framing(head, max_body)
+            return head
+    return _parse_head_lines(data, max_line=max_line, max_head=max_head, max_fields=max_fields,
+                             max_body=max_body)
+
+
+def _parse_head_lines(data: bytes, *, max_line: int, max_head: int, max_fields: int,
+                      max_body: int | None) -> RequestHead:
+    """The line-by-line path: any head, with the exact error for a bad one."""
     lines = data.split(b"\n")
     if len(lines) < 3:
         raise ParseError("request head does not end with an empty line")
@@ -153,7 +188,7 @@ def parse_head(data: bytes, *, max_line: int = 8192, max_head: int = 65536,
     method, target, version = _parse_request_line(request_line)
     head = RequestHead(method=method, target=target.decode("latin-1"), path="", query="",
                        version=version)
-    _parse_fields(head, lines[1:])
+    _parse_fields(head, [_split_field(line) for line in lines[1:]])
     _parse_target(head, target)
     _check_framing(head, max_body)
     return head
@@ -169,15 +204,27 @@ def _parse_request_line(line: bytes) -> tuple[str, bytes, str]:
     return method.decode("ascii"), target, version.decode("ascii")
 
 
-def _parse_fields(head: RequestHead, lines: list[bytes]) -> None:
+def _parse_fields(head: RequestHead, fields: list[tuple[bytes, bytes]]) -> None:
     hosts: list[bytes] = []
     lengths: list[bytes] = []
     codings: list[bytes] | None = None  # None: no Transfer-Encoding field
     connection: list[bytes] = []
     content_types = 0
-    for line in lines:
-        raw_name, raw_value = _split_field(line)
+    headers = head.headers
+    names = _NAMES
+    for raw_name, raw_value in fields:
+        text = names.get(raw_name)
+        if text is not None:  # a known ordinary name
+            headers.append((text, raw_value.decode("latin-1")))
+            continue
         name = raw_name.lower()
+        if name not in _SPECIAL_FIELDS:
+            if b"_" not in name:  # '_' would collide with '-' in the environ
+                text = name.decode("ascii")
+                if len(names) < 1024:
+                    names[raw_name] = text
+                headers.append((text, raw_value.decode("latin-1")))
+            continue
         if name == b"host":
             hosts.append(raw_value)
         elif name == b"content-length":
@@ -190,9 +237,7 @@ def _parse_fields(head: RequestHead, lines: list[bytes]) -> None:
             content_types += 1
         elif name == b"expect":
             head.expect_continue = raw_value.lower() == b"100-continue"
-        if b"_" in name:
-            continue  # would collide with '-' in the environ
-        head.headers.append((name.decode("ascii"), raw_value.decode("latin-1")))
+        headers.append((name.decode("ascii"), raw_value.decode("latin-1")))
     if content_types > 1:
         raise ParseError("repeated Content-Type")
     _check_host(head, hosts, connection)

@@ -658,3 +658,30 @@ def test_chunked_body_split_anywhere_decodes_the_same(body: bytes, sizes: list[i
             rest += unused
         assert decoder.done
         assert (b"".join(data), rest) == (body, NEXT)
+
+
+def _outcome(parse: Any, raw: bytes) -> Any:
+    try:
+        return parse(raw, max_line=200, max_head=400, max_fields=12, max_body=1000)
+    except ParseError as error:
+        return ("error", error.status)
+
+
+_FIELD_FRAGMENTS = [b"Host", b"X-A", b"X_B", b"Content-Length", b"Transfer-Encoding",
+                    b"Connection", b"Expect", b"Content-Type", b": ", b":", b" ", b"\t", b"v",
+                    b"1", b"chunked", b"close", b"100-continue", b"a.b", b"\xe9", b"\x01",
+                    b"\r\n", b"\n", b"\r", b","]
+
+
+@FUZZ
+@given(st.sampled_from([b"GET / HTTP/1.1", b"POST /p?q HTTP/1.0", b"OPTIONS * HTTP/1.1",
+                        b"GET http://h/x HTTP/1.1", b"CONNECT h:1 HTTP/1.1"]),
+       st.lists(st.lists(st.sampled_from(_FIELD_FRAGMENTS), max_size=8).map(b"".join), max_size=14),
+       st.sampled_from([b"\r\n", b"\n"]))
+def test_fast_path_agrees_with_the_line_by_line_path(line: bytes, fields: list[bytes],
+                                                      eol: bytes) -> None:
+    """The one-regex path is only a shortcut: same head, or same error, as the careful one."""
+    from stack.server.parser import _parse_head_lines
+
+    raw = eol.join([line, *fields]) + eol + eol
+    assert _outcome(parse_head, raw) == _outcome(_parse_head_lines, raw)
