@@ -69,3 +69,18 @@ def test_in_flight_request_completes_on_stop(tmp_path, run_process, signum):
     assert proc.wait(timeout=10) == 0
     with pytest.raises(OSError):  # no longer listening
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_idle_connections_are_closed_and_the_stop_is_prompt(tmp_path, run_process):
+    ini = write_ini(tmp_path, port=0, delay="0")
+    proc = run_process([BIN / "stack", "serve", ini], env=ENV)
+    port = read_port(tmp_path / "proc0.log")
+    wait_for_port(port, process=proc)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert idle.recv(4096).startswith(b"HTTP/1.1 200")  # now idle, kept alive
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert idle.recv(4096) == b""  # the server closed it
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - started < 3  # not the 5 s shutdown_timeout

@@ -527,3 +527,39 @@ def test_ipv6_and_unix_socket(tmp_path):
         for server in servers:
             server.shutdown()
             server.wait(10)
+
+
+def test_disconnects_mid_response_leak_no_descriptors_or_threads(live_server):
+    import os
+
+    closes = []
+
+    class Body:
+        def __iter__(self):
+            for _ in range(1000):
+                yield b"y" * 65536
+
+        def close(self):
+            closes.append(1)
+
+    url = live_server(lambda e, s: (s("200 OK", []), Body())[1], send_timeout=2.0, threads=4)
+    warm = Client(url)  # let the pool start before counting
+    warm.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    warm.stream.readline()
+    warm.close()
+    deadline = time.monotonic() + 10
+    while len(closes) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    fds, threads = len(os.listdir("/proc/self/fd")), threading.active_count()
+    for _ in range(30):
+        c = Client(url)
+        c.send(GET)
+        c.stream.readline()
+        c.close()
+    deadline = time.monotonic() + 10
+    while len(closes) < 31 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(closes) == 31
+    time.sleep(0.2)
+    assert len(os.listdir("/proc/self/fd")) <= fds
+    assert threading.active_count() == threads

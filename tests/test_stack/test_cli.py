@@ -147,3 +147,12 @@ def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         main(["frobnicate"])
     assert info.value.code == 2
+
+
+def test_show_the_demo(capsys):
+    assert main(["show", str(ROOT / "config" / "demo.ini")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("middleware.access_log.AccessLog (")
+    for line in ("  middleware.error_catcher.ErrorCatcher (debug=False", "/webob -> ",
+                 "/flask -> flask.app.Flask", "/catalogue -> middleware.xslt.XSLT"):
+        assert line in out
