@@ -35,8 +35,8 @@ from itertools import chain
 from typing import Any, Callable, Iterable, Iterator
 
 from stack.options import as_choice, as_int, as_list, as_size, convert_options
-from stack.types import Environ, Headers, StartResponse, WSGIApp
-from stack.wsgi import ClosingIterator, add_vary, call_app, set_header
+from stack.types import Environ, Headers, StartResponse, WriteCallable, WSGIApp
+from stack.wsgi import AppResponse, ClosingIterator, add_vary, call_app, get_header, set_header
 
 try:
     import brotli
@@ -203,24 +203,53 @@ class Gzip:
 class _Responder:
     """One request: call the app, decide, commit headers, stream the body."""
 
-    __slots__ = ("gzip", "environ", "start_response", "response")
+    __slots__ = ("gzip", "environ", "start_response", "response", "stream")
 
     def __init__(self, gzip: Gzip, environ: Environ, start_response: StartResponse) -> None:
         self.gzip, self.environ, self.start_response = gzip, environ, start_response
+        self.stream: Stream | None = None
 
     def respond(self) -> Iterable[bytes]:
-        response = self.response = call_app(self.gzip.app, self.environ)
+        response = self.response = call_app(self.gzip.app, self.environ, on_write=self._on_write)
         try:
+            if response.committed:  # the app used write(): already streaming
+                if self.stream is None:
+                    return ClosingIterator(response)
+                return ClosingIterator(_compressed(self.stream, [], iter(response), True),
+                                       response.close)
             return self._respond(iter(response))
         except BaseException:
             response.close()
             raise
+
+    def _on_write(self, response: AppResponse) -> WriteCallable:
+        """An app writing through ``write()``: decide now, then compress as it writes.
+
+        Without this the written data would be held until the app returns
+        (unbounded memory, no streaming). The size is unknown here, so
+        ``min_size`` does not apply; each piece is sync-flushed.
+        """
+        eligible, _, _ = _inspect(self.gzip, response.status, response.headers)
+        headers = add_vary(response.headers, "Accept-Encoding") if eligible else response.headers
+        coding = negotiate(self.environ.get("HTTP_ACCEPT_ENCODING", ""),
+                           self.gzip.encodings)[0] if eligible else None
+        if coding is None:
+            return response.start(self.start_response, headers=headers)
+        self.stream = _STREAMS[coding](self.gzip.level)
+        write = response.start(self.start_response, headers=_encoded(headers, coding))
+        compress, sync, _ = self.stream
+
+        def compressing_write(data: bytes) -> None:
+            write(compress(data) + sync())
+        return compressing_write
 
     def _respond(self, chunks: Iterator[bytes]) -> Iterable[bytes]:
         response, gzip = self.response, self.gzip
         held: list[bytes] = []  # body bytes pulled before headers were committed
         while True:  # once more if the app replaces its response while we hold
             original = response.headers
+            if response.status_code() == 304:
+                return self._send(self._not_modified(original), chain(held, chunks) if held else chunks)
             eligible, content_type, length = _inspect(gzip, response.status, original)
             if not eligible:
                 return self._send(original, chain(held, chunks) if held else chunks)
@@ -230,12 +259,13 @@ class _Responder:
             wait = gzip.min_size if identity_ok else 1
             if coding is None or (length is not None and length < wait):
                 return self._send(headers, chain(held, chunks) if held else chunks)
+            if response.complete is not None:
+                # The app returned a list: the whole body is here, so one piece
+                # (for HEAD too, so its headers are exactly the GET's).
+                return self._whole(coding, headers, list(chunks), wait)
             if self.environ.get("REQUEST_METHOD") == "HEAD":
                 self._commit(_encoded(headers, coding))
                 return ClosingIterator((), response.close)
-            if response.complete is not None:
-                # The app returned a list: the whole body is here, so one piece.
-                return self._whole(coding, headers, list(chunks), wait)
             sse = content_type == _SSE
             if length is not None or sse or gzip.flush == "always":
                 wait = 0
@@ -268,6 +298,24 @@ class _Responder:
         self._commit(_encoded(headers, coding))
         body = _compressed(_STREAMS[coding](self.gzip.level), held, chunks, each)
         return ClosingIterator(body, response.close)
+
+    def _not_modified(self, headers: Headers) -> Headers:
+        """A 304 carries the Vary and ETag the 200 would have (RFC 9110 §15.4.5).
+
+        A 304 rarely says its Content-Type: without one, assume the
+        representation is one we would compress.
+        """
+        content_type = get_header(headers, "Content-Type")
+        if content_type is not None and not self.gzip.compressible_type(content_type):
+            return headers
+        if get_header(headers, "Content-Encoding") is not None:
+            return headers
+        headers = add_vary(headers, "Accept-Encoding")
+        coding, _ = negotiate(self.environ.get("HTTP_ACCEPT_ENCODING", ""), self.gzip.encodings)
+        if coding is None:
+            return headers
+        return [(name, "W/" + value if name.lower() == "etag" and value.startswith('"') else value)
+                for name, value in headers]
 
     def _send(self, headers: Headers, chunks: Iterable[bytes]) -> Iterable[bytes]:
         self._commit(headers)

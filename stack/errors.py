@@ -75,6 +75,10 @@ class StartResponseError(StackError, RuntimeError):
     """An app broke the ``start_response`` protocol (called twice, never, ...)."""
 
 
+class WriteLimitError(StackError, RuntimeError):
+    """An app wrote more through ``write()`` than a middleware may hold."""
+
+
 
 
 def suggest(name: str, known: Iterable[str]) -> str:
@@ -91,4 +95,4 @@ def suggest(name: str, known: Iterable[str]) -> str:
     return hint + "known: " + ", ".join(known)
 
 
-__all__ = ["StackError", "ConfigError", "ConfigWarning", "HeaderError", "StartResponseError", "suggest"]
+__all__ = ["StackError", "ConfigError", "ConfigWarning", "HeaderError", "StartResponseError", "WriteLimitError", "suggest"]

@@ -302,6 +302,8 @@ def _expect(status: str, body: bytes | None = None, *keep: tuple[str, str]) -> C
     def check(x: Exchange) -> str | None:
         for name, value in [("status", status), *keep]:
             got = x.response.status if name == "status" else x.response.header(name)
+            if name.lower() == "etag" and got == "W/" + value:
+                continue  # weakened by a middleware that changes the encoding: still the tag
             if got != value:
                 return f"{name} {value!r} from the app came out as {got!r}"
         if body == b"" and x.response.body:
@@ -382,7 +384,7 @@ PROBES: tuple[Probe, ...] = (
     Probe("no_content", "a 204 stays a 204 with no body",
           _app("204 No Content", headers=[], chunks=()), _expect("204 No Content", b""),
           "DELETE", _GZIP),
-    Probe("not_modified", "a 304 stays a 304 with no body and keeps its ETag",
+    Probe("not_modified", "a 304 stays a 304 with no body and keeps its ETag (or its weak form)",
           _app("304 Not Modified", headers=[("ETag", '"v1"')], chunks=()),
           _expect("304 Not Modified", b"", ("ETag", '"v1"')), "GET",
           {"If-None-Match": '"v1"', **_GZIP}),

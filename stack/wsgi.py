@@ -39,7 +39,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Iterable, Iterator
 
-from stack.errors import HeaderError, StartResponseError
+from stack.errors import HeaderError, StartResponseError, WriteLimitError
 from stack.types import Environ, Headers, OptExcInfo, StartResponse, WriteCallable, WSGIApp
 
 # RFC 9110 token characters for field names.
@@ -230,6 +230,11 @@ class AppResponse:
     _committed = False
     _body_seen = False
     _closed = False
+    _on_write: Callable[[AppResponse], WriteCallable] | None = None
+    _writer: WriteCallable | None = None
+    _max_written: int | None = None
+    _written_size = 0
+    _returned = False  # call_app has returned to the middleware
 
     def __init__(self) -> None:
         self._written: list[bytes] = []
@@ -254,8 +259,23 @@ class AppResponse:
         return self._write
 
     def _write(self, data: bytes) -> None:
-        if data:
-            self._body_seen = True
+        if type(data) is not bytes:
+            raise TypeError(f"write() takes bytes, not {type(data).__name__}")
+        if not data:
+            return
+        self._body_seen = True
+        if not self._returned:  # inside the app call: the hook may take it
+            if self._writer is None and self._on_write is not None and not self._committed:
+                self._writer = self._on_write(self)
+            if self._writer is not None:
+                self._writer(data)
+                return
+        # From inside the body's iteration: in the body, in order.
+        if not self._committed:  # held until the middleware commits: bounded
+            self._written_size += len(data)
+            if self._max_written is not None and self._written_size > self._max_written:
+                raise WriteLimitError(f"the app wrote more than {self._max_written} bytes "
+                                      f"through write() before its response was sent on")
         self._written.append(data)
 
     # The middleware's view.
@@ -271,6 +291,11 @@ class AppResponse:
         """The media type without parameters, lower-cased (``""`` if none)."""
         value = get_header(self.headers, "Content-Type") or ""
         return value.split(";", 1)[0].strip().lower()
+
+    @property
+    def committed(self) -> bool:
+        """True once :meth:`start` sent headers on (an ``on_write`` hook may do it early)."""
+        return self._committed
 
     @property
     def complete(self) -> list[bytes] | None:
@@ -313,20 +338,39 @@ class AppResponse:
         close_iterable(self._app_iter)
 
 
-def call_app(app: WSGIApp, environ: Environ) -> AppResponse:
+def call_app(app: WSGIApp, environ: Environ, *,
+             on_write: Callable[[AppResponse], WriteCallable] | None = None,
+             max_written: int | None = None) -> AppResponse:
     """Call ``app`` and return once its status and headers are known.
 
     A generator app that calls ``start_response`` only when first iterated is
     advanced until it does; what it yielded on the way is kept for the body.
     If the app raises, or ends without calling ``start_response``, its
     iterable is closed and the error propagates.
+
+    Data an app gives the legacy ``write()`` is kept for the body, in order;
+    an app writing a large body that way would be held whole, so:
+
+    - ``on_write(response)`` is called at the first non-empty ``write()``
+      made before the middleware committed (the status and headers are known
+      then) and returns the callable that takes that and every later piece
+      instead, until ``call_app`` returns (a streaming middleware commits
+      there and passes the data on); ``write()`` from inside the body's
+      iteration goes into the body, in order, as usual;
+    - ``max_written`` bounds what is held otherwise: beyond it ``write()``
+      raises :class:`WriteLimitError` into the app (and out of ``call_app``).
     """
     response = AppResponse()
+    if on_write is not None:
+        response._on_write = on_write
+    if max_written is not None:
+        response._max_written = max_written
     app_iter = app(environ, response._start_response)
     response._app_iter = app_iter
     if response.status is not None and type(app_iter) is list:
         # The common fast path: a plain list body.
         response._written.extend(app_iter)
+        response._returned = True
         return response
     try:
         iterator = iter(app_iter)
@@ -343,6 +387,7 @@ def call_app(app: WSGIApp, environ: Environ) -> AppResponse:
         response.close()
         raise
     response._iterator = iterator
+    response._returned = True
     return response
 
 
@@ -354,5 +399,5 @@ __all__ = [
     "check_status", "check_header", "check_headers", "get_header", "get_all",
     "remove_header", "set_header", "add_vary", "status_code",
     "ClosingIterator", "close_iterable", "AppResponse", "call_app",
-    "StartResponseError",
+    "StartResponseError", "WriteLimitError",
 ]

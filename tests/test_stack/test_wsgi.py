@@ -379,3 +379,46 @@ def test_exc_info_after_write_reraises():
 def test_complete_tells_a_list_body_from_a_stream():
     assert call_app(list_app, make_environ()).complete == [b"hello ", b"world"]
     assert call_app(late_app, make_environ()).complete is None
+
+
+def test_on_write_takes_written_data_while_the_app_runs():
+    seen = []
+
+    def on_write(response):
+        seen.append(("decided", response.status))
+        return lambda data: seen.append(data)
+
+    def app(environ, start_response):
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"one")
+        write(b"")
+        write(b"two")
+        yield b"three"
+        write(b"four")  # from inside the iteration: into the body, in order
+
+    response = call_app(app, make_environ(), on_write=on_write)
+    assert seen == [("decided", "200 OK"), b"one", b"two"]
+    assert list(response) == [b"three", b"four"]
+
+
+def test_max_written_bounds_what_is_held():
+    from stack.errors import WriteLimitError
+
+    def app(environ, start_response):
+        write = start_response("200 OK", [])
+        for _ in range(10):
+            write(b"x" * 100)
+        return []
+
+    with pytest.raises(WriteLimitError, match="more than 500 bytes"):
+        call_app(app, make_environ(), max_written=500)
+    assert b"".join(call_app(app, make_environ(), max_written=1000)) == b"x" * 1000
+
+
+def test_write_rejects_text():
+    def app(environ, start_response):
+        start_response("200 OK", [])("text")
+        return []
+
+    with pytest.raises(TypeError, match="bytes"):
+        call_app(app, make_environ())
