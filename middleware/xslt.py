@@ -73,7 +73,7 @@ from urllib.parse import parse_qs, quote, unquote, urljoin, urlsplit
 
 from lxml import etree
 
-from stack.errors import ConfigError, StackError
+from stack.errors import ConfigError, StackError, WriteLimitError
 from stack.options import (as_bool, as_choice, as_duration, as_int, as_list, as_size, as_str,
                            convert_options)
 from stack.types import Environ, Headers, StartResponse, WSGIApp
@@ -191,7 +191,7 @@ def _compile(source: bytes, base_url: str | None, parser: Any) -> tuple[Any, Any
         return root, etree.XSLT(root, access_control=ACCESS)
     except (etree.XMLSyntaxError, etree.XSLTParseError) as exc:
         raise _SheetError(f"{exc}: {_log_text(exc.error_log)}") from None
-    except (RefusedError, ValueError) as exc:
+    except (RefusedError, ValueError, OSError) as exc:  # OSError: a missing xsl:import
         raise _SheetError(str(exc)) from None
 
 
@@ -428,7 +428,16 @@ class XSLT:
         mark = environ.get(MARK_KEY)
         if mark is None:  # shared by every XSLT in the chain, even through environ copies
             mark = environ[MARK_KEY] = []
-        response = call_app(self.app, environ)
+        try:
+            # write() data is held until the app returns: bound it by max_bytes.
+            response = call_app(self.app, environ, max_written=self.max_bytes)
+        except WriteLimitError:
+            self._log.error("xslt: %s wrote more than max_bytes=%d through write(), answered 502",
+                            _where(environ), self.max_bytes)
+            status, headers, body = _page("502 Bad Gateway",
+                                          "The application's XML document is too large.")
+            start_response(status, headers)
+            return body
         if mark or not self._applies(response):
             response.start(start_response)
             return ClosingIterator(response)
@@ -455,13 +464,13 @@ class XSLT:
     # -- the request path -----------------------------------------------------------
 
     def _render(self, environ: Environ, response: AppResponse, mark: list[bool]) -> Rendered:
-        where = f"{environ.get('REQUEST_METHOD')} {environ.get('SCRIPT_NAME', '')}" \
-                f"{environ.get('PATH_INFO', '')}"
+        where = _where(environ)
         length = response.header("Content-Length", "")
         chunks, rest = _buffer(response, self.max_bytes, length)
         if rest is not None:
             return self._too_large(where, response, chunks, rest)
         source = b"".join(chunks)
+        etree.clear_error_log()  # the log is per thread: drop an earlier request's entries
         try:
             doc = etree.fromstring(source, self._store.parser())
         except etree.XMLSyntaxError as exc:
@@ -485,7 +494,7 @@ class XSLT:
         try:
             result = xslt(doc, **self._values(environ))
             output = bytes(result)
-        except (etree.Error, RefusedError, LookupError, ValueError) as exc:
+        except (etree.Error, RefusedError, LookupError, ValueError, OSError) as exc:
             self._log.error("xslt: transform failed for %s, answered 500: %s: %s", where, exc,
                             _log_text(xslt.error_log))
             return _page("500 Internal Server Error", "The page could not be rendered.")
@@ -584,7 +593,7 @@ class XSLT:
                if key not in _NO_SUBREQUEST and not key.startswith(("HTTP_IF_", "webob."))}
         sub.update({"REQUEST_METHOD": "GET", "PATH_INFO": path_info, "QUERY_STRING": query,
                     "wsgi.input": io.BytesIO(b""), SUBREQUEST_KEY: True})
-        where = f"subrequest GET {sub.get('SCRIPT_NAME', '')}{path_info}"
+        where = _CONTROL.sub('?', f"subrequest GET {sub.get('SCRIPT_NAME', '')}{path_info}")
         try:
             response = call_app(self.app, sub)
         except Exception as exc:
@@ -620,6 +629,15 @@ def _buffer(response: AppResponse, limit: int, length: str | None) -> tuple[list
         if size > limit:
             return chunks, iterator
     return chunks, None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _where(environ: Environ) -> str:
+    """``METHOD /path`` for a log line, control characters escaped (no forged lines)."""
+    text = f"{environ.get('REQUEST_METHOD')} {environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}"
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _page(status: str, text: str) -> Rendered:

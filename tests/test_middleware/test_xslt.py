@@ -867,3 +867,29 @@ def test_example_site_pages() -> None:
     raw = call(site.catalogue, "/", SCRIPT_NAME="/shop")
     assert raw.header("Content-Type") == "application/xml; charset=utf-8"
     assert b'<?xml-stylesheet type="text/xsl" href="/shop/theme.xsl"?>' in raw.body
+
+
+def test_review_fixes_write_limit_missing_document_and_log_injection(tmp_path: Path, caplog: Any) -> None:
+    """write() beyond max_bytes is a 502 without holding it all; a missing document()
+    is a logged 500; control characters in the path cannot forge log lines."""
+    sheet = tmp_path / "s.xsl"
+    sheet.write_text('<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">'
+                     '<xsl:template match="/"><p><xsl:value-of select="document(\'missing.xml\')/x"/>'
+                     '</p></xsl:template></xsl:stylesheet>')
+
+    def writer(environ: Any, start_response: Any) -> list[bytes]:
+        write = start_response("200 OK", [("Content-Type", "application/xml")])
+        for _ in range(100):
+            write(b"<x>" + b"y" * 10_000 + b"</x>")
+        return []
+
+    result = call(XSLT(writer, stylesheet=str(sheet), max_bytes=50_000))
+    assert result.status == "502 Bad Gateway"
+
+    def doc(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "application/xml")])
+        return [b"<r/>"]
+
+    result = call(XSLT(doc, stylesheet=str(sheet), allowed_dirs=[str(tmp_path)]), "/a\nFORGED")
+    assert result.status == "500 Internal Server Error"
+    assert "/a\\x0aFORGED" in caplog.text and "\nFORGED" not in caplog.text
