@@ -116,6 +116,14 @@ class _Interpolation(loadwsgi.NicerConfigParser.InterpolateWrapper):
 
 
 class _Parser(loadwsgi.NicerConfigParser):
+    """PasteDeploy's parser with ``${VAR}`` expansion and a line index."""
+
+    def defaults(self) -> dict[str, str]:  # type: ignore[override]
+        # PasteDeploy's falls back to the raw text when a value interpolates
+        # to "" (so an empty ${VAR:-} would reach factories as written).
+        raw = configparser.ConfigParser.defaults(self)
+        return {key: self.get("DEFAULT", key) for key in raw}
+
     def __init__(self, filename: str, text: str, defaults: dict[str, str]) -> None:
         super().__init__(filename, defaults=defaults)
         self._interpolation = _Interpolation(self._interpolation._original)
@@ -142,20 +150,31 @@ def _syntax_error(filename: str, exc: configparser.Error) -> ConfigError:
 
 
 class _LocatedContext(loadwsgi.LoaderContext):
-    """A loader context that names its section when its factory fails."""
+    """A loader context that names its section when its factory fails.
 
-    where: tuple[_Parser, str]
+    ``where`` lists the sections it was built from, outermost first (a
+    ``use = config:other.ini#name`` adds the other file's section): an
+    error about an option names the section that gives that option.
+    """
+
+    where: list[tuple[_Parser, str]]
+
+    def _place(self, option: str | None) -> tuple[_Parser, str]:
+        for parser, section in self.where:
+            if option is not None and option in parser._sections.get(section, {}):  # type: ignore[attr-defined]
+                return parser, section
+        return self.where[0]
 
     def create(self) -> Any:
         try:
             return super().create()
         except ConfigError as exc:
             if not exc.located:
-                parser, section = self.where
+                parser, section = self._place(exc.option)
                 exc.locate(parser.filename, section, parser.lines.line(section, exc.option))
             raise
         except (TypeError, ValueError, LookupError, ImportError) as exc:
-            parser, section = self.where
+            parser, section = self.where[0]
             raise ConfigError(
                 f"could not build it: {type(exc).__name__}: {exc}",
                 section=section, filename=parser.filename,
@@ -195,8 +214,11 @@ class _Loader(loadwsgi.ConfigLoader):
             raise ConfigError(
                 f"{exc}", section=section, filename=self.filename,
                 line=self.parser.lines.line(section, "use")) from exc
-        context.__class__ = _LocatedContext
-        context.where = (self.parser, section)
+        if isinstance(context, _LocatedContext):  # built by a section of another file
+            context.where.insert(0, (self.parser, section))
+        else:
+            context.__class__ = _LocatedContext
+            context.where = [(self.parser, section)]
         return context
 
     def _check_gets(self, section: str, global_conf: dict[str, Any] | None) -> None:

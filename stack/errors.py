@@ -58,9 +58,13 @@ class ConfigError(StackError, ValueError):
             where.append(self.filename + (f":{self.line}" if self.line else ""))
         if self.section:
             where.append(f"[{self.section}]")
+        message = self.message
         if self.option and self.section:
             where.append(f"option {self.option!r}")
-        return (" ".join(where) + ": " if where else "") + self.message
+            prefix = f"option {self.option!r}: "
+            if message.startswith(prefix):  # said once is enough
+                message = message[len(prefix):]
+        return (" ".join(where) + ": " if where else "") + message
 
 
 class HeaderError(StackError, ValueError):
@@ -73,6 +77,10 @@ class ConfigWarning(UserWarning):
 
 class StartResponseError(StackError, RuntimeError):
     """An app broke the ``start_response`` protocol (called twice, never, ...)."""
+
+
+class ListenError(StackError, OSError):
+    """A server could not listen where it was told to (port in use, no permission)."""
 
 
 class WriteLimitError(StackError, RuntimeError):
@@ -95,4 +103,4 @@ def suggest(name: str, known: Iterable[str]) -> str:
     return hint + "known: " + ", ".join(known)
 
 
-__all__ = ["StackError", "ConfigError", "ConfigWarning", "HeaderError", "StartResponseError", "WriteLimitError", "suggest"]
+__all__ = ["StackError", "ConfigError", "ConfigWarning", "HeaderError", "StartResponseError", "WriteLimitError", "ListenError", "suggest"]

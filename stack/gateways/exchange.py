@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from stack.errors import HeaderError, StartResponseError
 from stack.server.parser import ParseError
 from stack.server.task import AppError, Responder
+from stack.wsgi import get_header
 
 log = logging.getLogger("stack.gateways")
 
@@ -114,17 +115,23 @@ class Exchange(Responder):
         try:
             body = app(self.environ, self.start_response)
             if type(body) is list and not self.headers_sent and self.status is not None:
-                self._commit(body[0] if len(body) == 1 else b"".join(body), True)
+                data = body[0] if len(body) == 1 else b"".join(body)
+                declared = get_header(self.headers, "Content-Length")
+                if declared is None or not declared.isdigit() or int(declared) <= len(data):
+                    self._commit(data, True)  # headers, body and end in one go
+                    return True
+                self._commit(data, False)
             else:
                 for chunk in body:
                     self.send_body(chunk)
-                if self.headers_sent:
-                    self.writer.end()
-                else:
-                    self._commit(b"", True)
+                if not self.headers_sent:
+                    self._commit(b"", False)
             if self.length is not None and self.sent < self.length:
-                log.warning("%s: the app sent %d of its Content-Length %d bytes", self._what(),
-                            self.sent, self.length)
+                # Ending cleanly would pass a truncated body off as complete.
+                log.warning("%s: the app sent %d of its Content-Length %d bytes; aborting",
+                            self._what(), self.sent, self.length)
+                return False
+            self.writer.end()
             return True
         except PEER_GONE as exc:
             log.info("%s: the front server went away: %s", self._what(), exc)

@@ -120,6 +120,7 @@ class Input(BodyReader):
         self._max_body = max_body
         self._received = 0
         self.started = False  # the app read (so 100 Continue went out if asked)
+        self.broken = False   # a framing error: never reuse the connection
 
     @property
     def finished(self) -> bool:
@@ -132,6 +133,10 @@ class Input(BodyReader):
     def pending_continue(self) -> bool:
         """The client waits for 100 Continue that was never sent."""
         return self._continue
+
+    def final_response_started(self) -> None:
+        """No ``100 Continue`` may follow a final response's status line."""
+        self._continue = False
 
     def _next(self, want: int) -> bytes:
         """The next piece of body data (at most ``want`` bytes), b"" at the end."""
@@ -152,13 +157,18 @@ class Input(BodyReader):
             raw = self._source.read_raw(READ_SIZE)
             if not raw:
                 raise ClientDisconnected("client closed the connection inside a chunked body")
-            pieces, unused = self._decoder.feed(raw)
+            try:
+                pieces, unused = self._decoder.feed(raw)
+            except ParseError:
+                self.broken = True  # framing lost: the connection cannot be reused
+                raise
             if unused:
                 self._source.unread(unused)
             data = b"".join(pieces)
             if data:
                 self._received += len(data)
                 if self._received > self._max_body:
+                    self.broken = True
                     raise ParseError(f"chunked body over the limit of {self._max_body} bytes",
                                      CONTENT_TOO_LARGE)
                 return data
@@ -166,8 +176,8 @@ class Input(BodyReader):
 
     def discard(self, limit: int) -> bool:
         """Read and drop the rest of the body, up to ``limit`` bytes; True if it ended."""
-        if self._continue:
-            return False  # the client has not sent it: it waits for 100 Continue
+        if self._continue or self.broken:
+            return False  # not sent (it waits for 100 Continue), or framing is lost
         dropped = len(self._pending)
         self._pending = b""
         while not self.finished:

@@ -15,6 +15,7 @@ with ``MSG_DONTWAIT``.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import struct
 from typing import TYPE_CHECKING, Any, Iterable
@@ -56,6 +57,7 @@ class Connection:
         self.deadline = 0.0
         self.busy = False
         self.closed = False
+        self.idle = False  # waiting between requests (keepalive_timeout runs)
         self.base_environ = server.environ_for(addr)
         sock.setblocking(True)
         if server.is_tcp:
@@ -164,12 +166,20 @@ class Connection:
             raise TimeoutError(f"send blocked for {self.config.send_timeout}s") from None
 
     def sendfile(self, file: Any, offset: int, count: int) -> None:
-        try:
-            sent = self.sock.sendfile(file, offset, count)
-        except BlockingIOError:
-            raise TimeoutError(f"send blocked for {self.config.send_timeout}s") from None
-        if sent < count:
-            raise BrokenPipeError(f"file ended after {sent} of {count} bytes")
+        """Send ``count`` bytes of a real file from ``offset`` with ``os.sendfile``.
+
+        Written out rather than ``socket.sendfile``, which waits in select()
+        without a timeout once the kernel's send timeout fires.
+        """
+        out, source, done = self.sock.fileno(), file.fileno(), 0
+        while done < count:
+            try:
+                sent = os.sendfile(out, source, offset + done, min(count - done, 1 << 30))
+            except BlockingIOError:
+                raise TimeoutError(f"send blocked for {self.config.send_timeout}s") from None
+            if sent == 0:
+                raise BrokenPipeError(f"file ended after {done} of {count} bytes")
+            done += sent
 
     def send_error(self, status: str, keep_alive: bool = False) -> None:
         """A short plain-text error response (best effort: the peer may be gone)."""

@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any
 
+from stack.errors import ListenError
 from stack.server.config import ServerConfig
 from stack.server.connection import Connection, timeval
 from stack.server.parser import ParseError
@@ -42,13 +43,21 @@ def bind(config: ServerConfig) -> socket.socket:
         if os.path.exists(config.unix_socket):
             os.unlink(config.unix_socket)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(config.unix_socket)
+        try:
+            sock.bind(config.unix_socket)
+        except OSError as exc:
+            sock.close()
+            raise ListenError(f"cannot listen on {config.unix_socket}: {exc.strerror or exc}") from exc
     else:
         host = config.host.strip("[]")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, config.port))
+        try:
+            sock.bind((host, config.port))
+        except OSError as exc:
+            sock.close()
+            raise ListenError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from exc
     sock.listen(config.backlog)
     sock.setblocking(False)
     return sock
@@ -226,7 +235,6 @@ class Server:
         if not data:
             conn.close()
             return
-        waiting_since_idle = not conn.buffer
         conn.buffer += data
         try:
             request = conn.take_request()
@@ -234,7 +242,8 @@ class Server:
             conn.reject(exc)
             return
         if request is None:
-            if waiting_since_idle:  # the head started: header_timeout runs from here
+            if conn.idle:  # a request began: header_timeout runs from here, once
+                conn.idle = False
                 conn.deadline = time.monotonic() + self.config.header_timeout
             self._watch(conn)
             return
@@ -258,6 +267,7 @@ class Server:
     def wait_for_request(self, conn: Connection) -> None:
         """A worker is done with ``conn``: the loop waits for its next request."""
         conn.deadline = time.monotonic() + self.config.keepalive_timeout
+        conn.idle = True
         conn.busy = False
         if self._poller is not None:
             try:
@@ -326,8 +336,9 @@ class Server:
                 pass
         for _ in self._workers:
             self._jobs.put(None)
+        deadline = time.monotonic() + 2.0  # one grace period for all, not one each
         for worker in self._workers:
-            worker.join(timeout=1.0)
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._poller is not None:
             self._poller.close()
         self._wake_r.close()

@@ -236,6 +236,7 @@ class Task(Responder):
             raise StartResponseError("the app returned without calling start_response")
         if not self.input.started and self.input.pending_continue:
             self.keep_alive = False  # the client may still be waiting to send its body
+        self.input.final_response_started()
         head = self._head_bytes(body_hint)
         data = head + self._frame(first) if first else head
         self.headers_sent = True
@@ -338,6 +339,8 @@ class Task(Responder):
                     body.close()
                 except Exception:
                     log.exception("%s %s: the app's close() raised", self.head.method, self.head.target)
+        if self.input.broken:
+            self.keep_alive = False
         if self.keep_alive and not self.input.finished:
             try:
                 self.keep_alive = self.input.discard(limit=65536)

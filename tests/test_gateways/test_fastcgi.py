@@ -296,3 +296,29 @@ def test_factory_checks_options_at_load_time() -> None:
         fastcgi.server_factory({}, thread="4")
     with pytest.raises(ConfigError, match="script_name"):
         fastcgi.server_factory({}, script_name="app")
+
+
+def test_a_short_body_is_aborted_not_ended_cleanly(serve_gateway, connect) -> None:
+    def short(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "10")])
+        return iter([b"ok"])
+
+    sock = connect(serve_gateway(fastcgi, app=short))
+    sock.sendall(fcgi_request(1, fcgi_params("/")))
+    stdout, _, end = RecordReader(sock).response(1)
+    assert stdout.endswith(b"ok") and end is None  # no END_REQUEST: the front server sees it cut
+    assert recv_all(sock) == b""
+
+
+def test_trickled_records_do_not_restart_the_header_timeout(serve_gateway, connect) -> None:
+    sock = connect(serve_gateway(fastcgi, header_timeout=0.5, keepalive_timeout=0.5))
+    pairs = fcgi.encode_pairs([(b"REQUEST_METHOD", b"GET")])
+    started = time.monotonic()
+    try:
+        sock.sendall(fcgi.begin_request(1, fcgi.RESPONDER, fcgi.KEEP_CONN))
+        while time.monotonic() - started < 4:  # one params record at a time, never the end
+            sock.sendall(fcgi.encode_stream(fcgi.PARAMS, 1, pairs, end=False))
+            time.sleep(0.2)
+    except OSError:
+        pass
+    assert time.monotonic() - started < 2.5

@@ -563,3 +563,98 @@ def test_disconnects_mid_response_leak_no_descriptors_or_threads(live_server):
     time.sleep(0.2)
     assert len(os.listdir("/proc/self/fd")) <= fds
     assert threading.active_count() == threads
+
+
+# -- regressions from review ----------------------------------------------------------------
+
+def test_empty_lines_do_not_restart_the_header_timeout(client):
+    c = client(text_app(), header_timeout=0.5, keepalive_timeout=0.5)
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < 4:
+            c.send(b"\r\n")
+            time.sleep(0.2)
+    except OSError:
+        pass
+    assert time.monotonic() - started < 2.5  # cut near header_timeout, not kept forever
+
+
+def test_no_100_continue_after_the_response_started(client):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"first;"
+        yield b"got=" + environ["wsgi.input"].read()
+
+    c = client(app)
+    c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello")
+    r = c.response()
+    assert r.status == 200 and r.body == b"first;got=hello"
+
+
+def test_a_swallowed_chunked_framing_error_still_closes(client):
+    def app(environ, start_response):
+        try:
+            environ["wsgi.input"].read()
+        except Exception as exc:  # frameworks often swallow it
+            text = f"error: {exc}".encode()
+        start_response("200 OK", [("Content-Length", str(len(text)))])
+        return [text]
+
+    c = client(app)
+    c.send(b"POST /first HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"ZZZ\r\nGET /second HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert c.response().body.startswith(b"error:")
+    assert c.closed_by_server()  # the bytes after the bad chunk are never a request
+
+
+def test_send_timeout_holds_for_sendfile(live_server, tmp_path):
+    path = tmp_path / "big.bin"
+    with open(path, "wb") as f:
+        f.truncate(64 * 1024 * 1024)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](open(path, "rb"))
+
+    url = live_server(app, threads=1, send_timeout=0.5)
+    stalled = Client(url)
+    stalled.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.send(GET)  # and never read
+    time.sleep(0.3)
+    other = Client(url)
+    try:
+        other.send(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        started = time.monotonic()
+        other.stream.readline()  # the only worker came back after send_timeout
+        assert time.monotonic() - started < 5
+    finally:
+        other.close()
+        stalled.close()
+
+
+def test_shutdown_does_not_wait_a_second_per_busy_worker():
+    release = threading.Event()
+
+    def blocked(environ, start_response):
+        release.wait(10)
+        start_response("200 OK", [])
+        return [b""]
+
+    server = make_server(blocked, port=0, threads=6, shutdown_timeout=0.3)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    clients = []
+    try:
+        for _ in range(6):
+            c = Client(server.url)
+            c.send(GET)
+            clients.append(c)
+        time.sleep(0.3)
+        started = time.monotonic()
+        server.shutdown()
+        thread.join(10)
+        assert time.monotonic() - started < 3.5
+    finally:
+        release.set()
+        for c in clients:
+            c.close()

@@ -156,3 +156,16 @@ def test_show_the_demo(capsys):
     for line in ("  middleware.error_catcher.ErrorCatcher (debug=False", "/webob -> ",
                  "/flask -> flask.app.Flask", "/catalogue -> middleware.xslt.XSLT"):
         assert line in out
+
+
+def test_serve_on_a_port_in_use_is_one_clear_line(tmp_path, capsys):
+    import socket
+
+    path = write(tmp_path, SITE.split("[server:main]")[0])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(path), "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"stack: error: cannot listen on 127.0.0.1:{port}: Address already in use"

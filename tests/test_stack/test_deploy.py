@@ -404,3 +404,37 @@ def test_config_use_with_quoted_path(tmp_path):
     write(tmp_path, f"[app:x]\nuse = {FAKES}:hello_factory\ngreeting = spaced\n", name="my file.ini")
     path = write(tmp_path, "[app:main]\nuse = config:my%%20file.ini#x\n")
     assert load(path).greeting == "spaced"
+
+
+def test_an_error_in_a_nested_config_file_names_that_file(tmp_path):
+    write(tmp_path, f"""
+        [app:inner]
+        use = {FAKES}:hello_factory
+        count = -5
+    """, name="inner.ini")
+    path = write(tmp_path, """
+        [app:main]
+        use = config:inner.ini#inner
+        greeting = hi
+    """)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'inner.ini'}:3 [app:inner] option 'count': got '-5'")
+    assert message.count("option 'count'") == 1
+
+
+def test_empty_env_expansion_in_default_stays_empty(tmp_path, monkeypatch):
+    monkeypatch.setenv("STACK_TEST_EMPTY", "")
+    monkeypatch.delenv("STACK_TEST_UNSET", raising=False)
+    path = write(tmp_path, f"""
+        [DEFAULT]
+        prefix = ${{STACK_TEST_UNSET:-}}
+        empty = ${{STACK_TEST_EMPTY}}
+
+        [app:main]
+        use = {FAKES}:hello_factory
+        get greeting = prefix
+    """)
+    app = load(path)
+    assert app.greeting == "" and app.seen_global_conf["empty"] == ""
