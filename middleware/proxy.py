@@ -29,34 +29,50 @@ INI::
     health_check = /healthz
     health_interval = 5s
 
-A request for ``SCRIPT_NAME + PATH_INFO?QUERY`` goes to ``BASE + PATH_INFO?QUERY``
-where ``BASE`` is the backend URL's path. Hop-by-hop headers (``Connection``,
-``Keep-Alive``, ``Proxy-*``, ``TE``, ``Trailer``, ``Transfer-Encoding``,
-``Upgrade`` and any named in ``Connection``) are dropped both ways.
+A request for ``SCRIPT_NAME + PATH_INFO?QUERY`` goes to ``BASE +
+PATH_INFO?QUERY`` where ``BASE`` is the backend URL's path. ``PATH_INFO`` is
+resolved first, the way a browser resolves a URL: ``.`` segments go, a ``..``
+segment removes the segment before it and never climbs above ``/``, and empty
+segments (``//``) collapse -- so ``/../admin``, ``/x/../../internal`` and
+``/%2e%2e/admin`` (which a server decodes to ``..``) all stay under ``BASE``
+(``BASE/admin``, ``BASE/internal``), and the backend never sees a dot segment.
+Hop-by-hop headers (``Connection``, ``Keep-Alive``, ``Proxy-*``, ``TE``,
+``Trailer``, ``Transfer-Encoding``, ``Upgrade`` and any named in
+``Connection``) are dropped both ways. Interim ``1xx`` answers
+(``100 Continue``, ``103 Early Hints``, ...) are read and dropped -- WSGI has
+no way to pass them on -- and the final answer is proxied;
+``101 Switching Protocols`` cannot be proxied (502).
 
 Failures: connecting fails (refused, connect timeout) -> the backend counts a
 failure (``max_fails`` of them mark it down for ``fail_timeout``) and the
-request goes to the next backend -- nothing was sent, so any method may move.
-The connection breaks after the request was sent -> GET, HEAD, OPTIONS, PUT,
-DELETE and TRACE with a body that can be sent again (none, or one of at most
-``buffer_size`` bytes with a ``Content-Length``) are retried on another backend,
-at most ``retries`` times; anything else (a POST whose body went out) gets a
-502 and is never sent twice. Every backend down: 502. No answer within
-``read_timeout``: 504. A malformed answer (bad status line, conflicting
-``Content-Length``, ``Transfer-Encoding`` plus ``Content-Length``, a bad chunk
-before the headers went out): 502. Once the answer's headers went out, a
-broken body raises :class:`BackendError` so the server aborts the connection
-and the client sees the truncation, never a short body passed off as whole.
+request goes to the next backend -- nothing was sent, so any method may move. A
+kept-alive connection the backend closed just as it was reused (the send fails,
+or the connection closes before a byte of the answer) is not the backend's
+fault: an idempotent request with a body that can be sent again is sent once
+more on a new connection to the same backend (not counted as a failure nor
+against ``retries``) before the rules below apply. The connection breaks after
+the request was sent -> GET, HEAD, OPTIONS, PUT, DELETE and TRACE with a body
+that can be sent again (none, or one of at most ``buffer_size`` bytes with a
+``Content-Length``) are retried on another backend, at most ``retries`` times;
+anything else (a POST whose body went out) gets a 502 and is never sent twice.
+Every backend down: 502. No answer within ``read_timeout``: 504. A malformed
+answer (bad status line, conflicting or over-long ``Content-Length``,
+``Transfer-Encoding`` plus ``Content-Length``, a bad chunk before the headers
+went out): 502. Once the answer's headers went out, a broken body raises
+:class:`BackendError` so the server aborts the connection and the client sees
+the truncation, never a short body passed off as whole.
 
 HTTP client: :mod:`http.client`, with our own pool of kept-alive connections
-per backend (a ``deque``: ``append``/``pop`` are atomic, so no lock on the hot
-path). urllib3 was measured too (``benchmarks/bench_proxy.py`` prints both):
-its ``HTTPConnectionPool`` is built on the same ``http.client`` connection and
-response classes and adds a ``Retry`` object, a ``Timeout`` object, a queue
-with a lock, and its own ``HTTPResponse`` wrapper per request -- work this
-module does once or not at all -- so the direct client is faster per request
-(1.5x to 2.5x the requests/s for a small GET or POST on a keep-alive
-connection, across runs on a shared machine) with the same parser underneath.
+per backend (a ``deque``: taking one is an atomic ``pop``; giving one back
+checks the pool size and appends under the backend's lock, which the load count
+takes anyway). urllib3 was measured too (``benchmarks/bench_proxy.py`` prints
+both): its ``HTTPConnectionPool`` is built on the same ``http.client``
+connection and response classes and adds a ``Retry`` object, a ``Timeout``
+object, a queue with a lock, and its own ``HTTPResponse`` wrapper per request
+-- work this module does once or not at all -- so the direct client is faster
+per request (1.5x to 2.5x the requests/s for a small GET or POST on a
+keep-alive connection, across runs on a shared machine) with the same parser
+underneath.
 
 Security:
 
@@ -64,6 +80,13 @@ Security:
   ``forwarded = true``) are *appended to* whatever the client sent, so a
   backend must trust only the entries its own proxies added (e.g.
   ``ProxyFix(x_for=1)``), never the first one.
+- ``PATH_INFO`` is resolved under the backend's base path (above), so dot
+  segments cannot reach outside it.
+- ``SCRIPT_NAME`` is percent-encoded (``;``, ``,``, spaces, controls, non-ASCII)
+  before it goes into a rewritten ``Location`` or ``Set-Cookie`` ``Path``: a
+  client-chosen prefix (a router's ``/{tenant}/...``) cannot add cookie
+  attributes.
+- A request ``Content-Length`` of more than 18 digits (or not digits) is a 400.
 - The ``Proxy`` request header is dropped with the other ``Proxy-*`` headers
   (httpoxy), and header values with CR, LF or NUL are refused both ways.
 - Error pages name no backend address; details go to the ``stack.proxy`` log.
@@ -103,9 +126,11 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-a
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # sent with Content-Length: 0 when empty
 _SAFE_PATH = "/:@!$&'()*+,;=~-._"
+_SAFE_PREFIX = "/:@!$&'()*+=~-._"  # SCRIPT_NAME in Location / cookie Path: no ";" or ","
 _SAFE_QUERY = "".join(chr(c) for c in range(33, 127) if chr(c) not in '#"<>\\^`{|}')
 _FOLD = re.compile(r"\r?\n[ \t]*")
-_DIGITS = re.compile(r"[0-9]+\Z")
+_DIGITS = re.compile(r"[0-9]{1,18}\Z")  # a Content-Length: at most 18 digits (< 2**63)
+_MAX_INTERIM = 32  # interim 1xx answers skipped before the answer counts as malformed
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _REQUEST_NAMES: dict[str, str | None] = {}  # HTTP_FOO_BAR -> Foo-Bar, or None if hop-by-hop
 
@@ -117,9 +142,43 @@ class BackendError(StackError, ConnectionError):
 class _Fail(Exception):
     """A request failed before any response went out: ``status`` and a message."""
 
-    def __init__(self, status: int, message: str, retry: bool = False) -> None:
+    def __init__(self, status: int, message: str, retry: bool = False,
+                 stale: bool = False) -> None:
         super().__init__(message)
-        self.status, self.message, self.retry = status, message, retry
+        self.status, self.message, self.retry, self.stale = status, message, retry, stale
+
+
+class _NoAnswer(http.client.RemoteDisconnected):
+    """The connection closed (or was reset) before a single byte of the answer."""
+
+
+class _Response(http.client.HTTPResponse):
+    """:class:`http.client.HTTPResponse` that skips every interim 1xx answer but 101.
+
+    (``begin()`` itself skips only ``100``.) It also raises :class:`_NoAnswer`
+    when the connection ends before the first byte of the answer, so a stale
+    kept-alive connection can be told from one that broke mid-answer.
+    """
+
+    _statuses = 0
+
+    def _read_status(self) -> tuple[str, int, str]:
+        self._statuses += 1
+        if self._statuses == 1:
+            try:
+                first = self.fp.peek(1)
+            except ConnectionError:
+                first = b""
+            if not first:
+                raise _NoAnswer("the connection closed before any answer")
+        while True:
+            if self._statuses > _MAX_INTERIM:
+                raise http.client.HTTPException(f"more than {_MAX_INTERIM} interim answers")
+            version, status, reason = super()._read_status()
+            if not 102 <= status < 200:
+                return version, status, reason  # 100 is skipped by begin(); 101 is refused later
+            http.client.parse_headers(self.fp)  # an interim answer's headers: dropped
+            self._statuses += 1
 
 
 class Backend:
@@ -156,6 +215,7 @@ class Backend:
                 context=ssl.create_default_context())
         else:
             conn = http.client.HTTPConnection(self.host, self.port, timeout=connect_timeout)
+        conn.response_class = _Response
         try:
             conn.connect()
             conn.sock.settimeout(read_timeout)
@@ -165,11 +225,11 @@ class Backend:
         return conn
 
     def close(self) -> None:
-        while self.idle:
-            try:
-                self.idle.pop().close()
-            except IndexError:
-                break
+        with self.lock:  # so a connection given back concurrently is not left behind
+            idle = list(self.idle)
+            self.idle.clear()
+        for conn in idle:
+            conn.close()
 
 
 class Proxy:
@@ -297,36 +357,57 @@ class Proxy:
         path, query = _target(environ)
         tried: list[Backend] = []
         retries = self.retries if method in IDEMPOTENT else 0
+        again: Backend | None = None  # the same backend once more, on a new connection
         while True:
-            backend = self._pick(environ, tried)
-            if backend is None:
-                if tried:
-                    raise _Fail(502, "no backend could take the request: every one tried failed")
-                raise _Fail(502, "no backend is available: every backend is marked down")
-            tried.append(backend)
+            fresh = again is not None
+            if again is not None:
+                backend, again = again, None
+            else:
+                picked = self._pick(environ, tried)
+                if picked is None:
+                    if tried:
+                        raise _Fail(502, "no backend could take the request: "
+                                         "every one tried failed")
+                    raise _Fail(502, "no backend is available: every backend is marked down")
+                backend = picked
+                tried.append(backend)
             with backend.lock:
                 backend.active += 1
             target = (backend.base + path or "/") + query
             try:
-                conn, response = self._exchange(backend, method, target, head, body, environ)
+                conn, response = self._exchange(backend, method, target, head, body, environ,
+                                                fresh)
             except _Fail as fail:
                 self._release(backend, None)
                 if fail.status == 0:
                     continue  # could not connect: nothing was sent, any method may move
+                if fail.stale and method in IDEMPOTENT and body.replayable:
+                    # A pooled connection the backend had closed: not the backend's
+                    # fault. A fresh connection is never stale, so this happens at
+                    # most once per backend.
+                    again = backend
+                    continue
                 if fail.retry and retries and body.replayable:
                     retries -= 1
                     continue
                 raise
+            except BaseException:
+                self._release(backend, None)
+                raise
             return self._respond(environ, start_response, backend, conn, response)
 
     def _exchange(self, backend: Backend, method: str, target: str, head: Headers,
-                  body: _RequestBody, environ: Environ) -> tuple[Any, http.client.HTTPResponse]:
+                  body: _RequestBody, environ: Environ,
+                  fresh: bool = False) -> tuple[Any, http.client.HTTPResponse]:
         """Send the request to ``backend`` and read the answer's head.
 
         Raises ``_Fail``: status 0 (retry anywhere) if connecting failed, else
-        the status for the client, with ``retry`` if the request may move.
+        the status for the client, with ``retry`` if the request may move and
+        ``stale`` if a reused connection failed before any byte of an answer.
+        ``fresh``: do not take a pooled connection.
         """
-        conn, reused = self._connection(backend)
+        conn, reused = self._connection(backend, fresh)
+        sending = True
         try:
             host = environ.get("HTTP_HOST") if self.preserve_host else None
             conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
@@ -334,6 +415,7 @@ class Proxy:
             for name, value in head:
                 conn.putheader(name, value)
             body.send(conn)
+            sending = False
             response = conn.getresponse()
         except _Fail:
             conn.close()
@@ -347,21 +429,29 @@ class Proxy:
             conn.close()
             broken = isinstance(exc, (OSError, http.client.RemoteDisconnected,
                                       http.client.IncompleteRead))
+            stale = reused and (isinstance(exc, _NoAnswer)
+                                or sending and isinstance(exc, ConnectionError))
             if not reused:
                 self._failed(backend)
-            log.warning("proxy: %s %s to %s failed: %r", method, target, backend.url, exc)
+            log.warning("proxy: %s %s to %s failed%s: %r", method, target, backend.url,
+                        " on a reused connection" if stale else "", exc)
             if broken:
                 raise _Fail(502, "the backend closed the connection before answering",
-                            retry=True) from None
+                            retry=True, stale=stale) from None
             raise _Fail(502, "the backend sent a malformed answer") from None
+        except BaseException:
+            conn.close()
+            raise
         if backend.fails:
-            backend.fails = 0
+            with backend.lock:
+                backend.fails = 0
         return conn, response
 
-    def _connection(self, backend: Backend) -> tuple[http.client.HTTPConnection, bool]:
+    def _connection(self, backend: Backend,
+                    fresh: bool = False) -> tuple[http.client.HTTPConnection, bool]:
         """An idle pooled connection the backend has not closed, or a new one."""
         idle = backend.idle
-        while idle:
+        while idle and not fresh:
             try:
                 conn = idle.pop()
             except IndexError:
@@ -394,7 +484,13 @@ class Proxy:
             if isinstance(exc, TimeoutError):
                 return _error(start_response, 504, "the backend did not finish its answer in time")
             return _error(start_response, 502, "the backend sent a malformed answer")
-        start_response(status, headers)
+        try:
+            start_response(status, headers)
+        except BaseException:  # an outer layer refused the answer: give the backend back
+            response.close()
+            conn.close()
+            self._release(backend, None)
+            raise
         return _ResponseBody(self, backend, conn, response)
 
     def _response_head(self, environ: Environ, backend: Backend,
@@ -423,7 +519,7 @@ class Proxy:
         if len(set(lengths)) > 1 or (lengths and (chunked or not _DIGITS.match(lengths[0]))):
             raise HeaderError(f"bad framing: Content-Length {lengths!r}, chunked={chunked}")
         headers: Headers = []
-        script_name = environ.get("SCRIPT_NAME", "")
+        script_name = _quote_prefix(environ.get("SCRIPT_NAME", ""))
         for name, value in raw:
             lname = name.lower()
             if lname in drop or lname.startswith("proxy-"):
@@ -443,14 +539,14 @@ class Proxy:
 
     def _release(self, backend: Backend, conn: Any, response: Any = None) -> None:
         """The exchange is over: keep ``conn`` for reuse if it is clean, else close it."""
-        with backend.lock:
+        keep = (conn is not None and response is not None and response.isclosed()
+                and not response.will_close)
+        with backend.lock:  # the size check and the append together
             backend.active -= 1
-        if conn is None:
-            return
-        if (response is not None and response.isclosed() and not response.will_close
-                and not self._closed and len(backend.idle) < self.pool_size):
-            backend.idle.append(conn)
-        else:
+            if keep and not self._closed and len(backend.idle) < self.pool_size:
+                backend.idle.append(conn)
+                return
+        if conn is not None:
             conn.close()
 
     # -- choosing a backend ---------------------------------------------------
@@ -570,7 +666,8 @@ class _RequestBody:
         method = environ["REQUEST_METHOD"]
         if raw:
             if not _DIGITS.match(raw.strip()):
-                raise _Fail(400, f"bad Content-Length {raw!r}")
+                shown = raw if len(raw) <= 40 else raw[:40] + "..."
+                raise _Fail(400, f"bad Content-Length {shown!r}: expected at most 18 digits")
             self.length = int(raw)
         elif environ.get("wsgi.input_terminated"):
             self.length, self.chunked = -1, True
@@ -708,14 +805,46 @@ def _request_name(key: str) -> str | None:
 
 
 def _target(environ: Environ) -> tuple[str, str]:
-    """``PATH_INFO`` quoted again, and ``"?query"`` (or ``""``)."""
+    """``PATH_INFO`` resolved and quoted again, and ``"?query"`` (or ``""``)."""
     path = environ.get("PATH_INFO", "")
     if path:
-        path = quote(path.encode("latin-1"), _SAFE_PATH)
+        path = quote(_resolve(path).encode("latin-1"), _SAFE_PATH)
     query = environ.get("QUERY_STRING", "")
     if query:
         query = "?" + quote(query.encode("latin-1"), _SAFE_QUERY)
     return path, query
+
+
+def _resolve(path: str) -> str:
+    """``path`` with ``.`` and ``..`` segments resolved (never above ``/``) and ``//`` collapsed.
+
+    ``/a/./b`` -> ``/a/b``, ``/a/../../b`` -> ``/b``, ``/a//b/`` -> ``/a/b/``,
+    ``/a/..`` -> ``/``; the result always starts with ``/``.
+    """
+    if path[0] == "/" and "/." not in path and "//" not in path:
+        return path  # nothing to resolve: the common case
+    kept: list[str] = []
+    segments = path.split("/")
+    for segment in segments:
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment and segment != ".":
+            kept.append(segment)
+    slash = "/" if kept and segments[-1] in ("", ".", "..") else ""
+    return "/" + "/".join(kept) + slash
+
+
+def _quote_prefix(script_name: str) -> str:
+    """``SCRIPT_NAME`` percent-encoded for a ``Location`` or a cookie ``Path``.
+
+    It is decoded, client-chosen text (a router's ``/{tenant}/...``): ``;``,
+    ``,``, spaces, controls and non-ASCII are encoded, so it cannot end the
+    ``Path`` attribute and start another one.
+    """
+    if not script_name:
+        return script_name
+    return quote(script_name.encode("latin-1", "replace"), _SAFE_PREFIX)
 
 
 def _append(existing: str | None, value: str) -> str:

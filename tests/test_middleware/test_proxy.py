@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
+import select
 import socket
 import threading
 import time
 import tracemalloc
+from collections import deque
 from typing import Callable, Iterator
 from wsgiref.validate import validator
 
 import pytest
 
-from middleware.proxy import Proxy, _rewrite_cookie, _rewrite_location, app_factory
+from middleware.proxy import (Proxy, _resolve, _rewrite_cookie, _rewrite_location,
+                              app_factory)
+from middleware.proxy import Backend as ProxyBackend
 from stack.errors import ConfigError
 from stack.testing import assert_middleware
 from stack_examples.proxy_pair.backend import Backend, pattern
-from support import call, echo_app, free_port, make_environ
+from support import call, echo_app, free_port, http_get, make_environ
 
 MB = 1024 * 1024
 
@@ -31,10 +36,16 @@ MB = 1024 * 1024
 # -- servers ------------------------------------------------------------------
 
 class RawBackend:
-    """A socket server answering each request with ``answer`` (bytes, or a function of the request)."""
+    """A socket server answering each request with ``answer`` (bytes, or a function of the request).
 
-    def __init__(self, answer: bytes | Callable[[bytes], bytes | None]) -> None:
+    One connection at a time. With ``keep_alive``, it waits for the next request on
+    the same connection until an answer is None (then it closes the connection).
+    """
+
+    def __init__(self, answer: bytes | Callable[[bytes], bytes | None],
+                 keep_alive: bool = False) -> None:
         self.answer, self.requests = answer, []
+        self.keep_alive, self.connections = keep_alive, 0
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -50,26 +61,40 @@ class RawBackend:
                 conn, _ = self.sock.accept()
             except (socket.timeout, OSError):
                 continue
+            self.connections += 1
             with conn:
                 conn.settimeout(5)
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                head, _, body = data.partition(b"\r\n\r\n")
-                length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
-                while length and len(body) < int(length.group(1)):
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    body += chunk
-                data = head + b"\r\n\r\n" + body
-                self.requests.append(data)
-                answer = self.answer(data) if callable(self.answer) else self.answer
-                if answer:
-                    conn.sendall(answer)
+                while self._answer(conn) and self.keep_alive:
+                    pass
+
+    def _answer(self, conn: socket.socket) -> bool:
+        """Read one request and answer it; False when the connection is done."""
+        if self.keep_alive:  # wait for the next request, or for close()
+            while not select.select([conn], [], [], 0.05)[0]:
+                if self._stop.is_set():
+                    return False
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                if self.keep_alive and not data:
+                    return False  # the client closed the kept-alive connection
+                break
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        while length and len(body) < int(length.group(1)):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        data = head + b"\r\n\r\n" + body
+        self.requests.append(data)
+        answer = self.answer(data) if callable(self.answer) else self.answer
+        if not answer:
+            return False
+        conn.sendall(answer)
+        return True
 
     def close(self) -> None:
         self._stop.set()
@@ -81,8 +106,8 @@ class RawBackend:
 def raw_backend() -> Iterator[Callable[..., RawBackend]]:
     made: list[RawBackend] = []
 
-    def make(answer) -> RawBackend:
-        made.append(RawBackend(answer))
+    def make(answer, **options) -> RawBackend:
+        made.append(RawBackend(answer, **options))
         return made[-1]
 
     yield make
@@ -123,6 +148,42 @@ def test_path_and_query_go_under_the_backend_base_path(live_server, proxy):
     assert data["path_info"] == "/api/a b/caf\xc3\xa9"
     assert data["query"] == "x=1&y=%2F"
     assert echoed(call(app, "", PATH_INFO=""))["path_info"] == "/api"
+
+
+DOT_PATHS = [
+    ("/../admin", "/api/admin"),
+    ("/x/../../internal", "/api/internal"),
+    ("/x/../../../../etc/passwd", "/api/etc/passwd"),
+    ("/a/./b//c/", "/api/a/b/c/"),
+    ("/a/b/..", "/api/a/"),
+    ("/..", "/api/"),
+    ("//..//admin", "/api/admin"),
+    ("/a..b/.c/", "/api/a..b/.c/"),
+]
+
+
+@pytest.mark.parametrize("path_info, expected", DOT_PATHS, ids=[p for p, _ in DOT_PATHS])
+def test_dot_segments_never_leave_the_base_path(live_server, proxy, path_info, expected):
+    app = proxy(live_server(echo_app) + "/api")
+    data = echoed(call(app, "/", SCRIPT_NAME="/remote", PATH_INFO=path_info))
+    assert data["path_info"] == expected
+
+
+def test_encoded_dot_segments_through_a_real_server_stay_under_the_base(live_server, proxy):
+    """The server decodes ``%2e%2e`` to ``..`` in PATH_INFO; the proxy resolves it."""
+    front = live_server(proxy(live_server(echo_app) + "/api"))
+    for raw, expected in [("/%2e%2e/admin", "/api/admin"),
+                          ("/x/%2E%2E/%2e%2e/internal?a=1", "/api/internal"),
+                          ("/%2e%2e%2fadmin", "/api/admin")]:
+        status, _, body = http_get(front + raw, timeout=5)
+        assert status == 200, body
+        assert json.loads(body)["path_info"] == expected, raw
+
+
+def test_resolve_keeps_plain_paths_as_they_are():
+    for path in ("/", "/a", "/a/b/", "/a.b/c..d", "/caf\xc3\xa9/x y"):
+        assert _resolve(path) == path
+    assert _resolve("a/../../b") == "/b"
 
 
 def test_request_body_and_method_are_forwarded(live_server, proxy):
@@ -246,6 +307,25 @@ def test_redirect_and_cookie_rewritten_end_to_end(live_server, proxy):
         "seen=a; Path=/;")
 
 
+def test_client_chosen_script_name_cannot_add_cookie_attributes(raw_backend, proxy):
+    from middleware.router import Router
+
+    backend = raw_backend(b"HTTP/1.1 302 Found\r\nContent-Type: text/plain\r\n"
+                          b"Location: /api/next\r\nSet-Cookie: sid=s3cret; Path=/api; HttpOnly\r\n"
+                          b"Content-Length: 2\r\n\r\nok")
+    site = Router([("*", "/{tenant}/...", proxy(backend.url + "/api"))])
+    # GET /x%3B%20Domain=example.com%2C%20b=1/app, as the server decodes it
+    result = call(site, "/x; Domain=example.com, b=1/app", HTTP_HOST="front.example")
+    assert result.code == 302
+    cookie = result.header("Set-Cookie")
+    assert cookie == "sid=s3cret; Path=/x%3B%20Domain=example.com%2C%20b=1; HttpOnly"
+    assert not any(part.strip().lower().startswith("domain") for part in cookie.split(";"))
+    assert result.header("Location") == "/x%3B%20Domain=example.com%2C%20b=1/next"
+    result = call(site, "/caf\xc3\xa9 \x7f/app")  # non-ASCII and controls too
+    assert result.header("Location") == "/caf%C3%A9%20%7F/next"
+    assert result.header("Set-Cookie") == "sid=s3cret; Path=/caf%C3%A9%20%7F; HttpOnly"
+
+
 # -- balancing ----------------------------------------------------------------
 
 def names(app, count, **extra) -> list[str]:
@@ -340,6 +420,46 @@ def test_pool_is_safe_under_threads(live_server, proxy):
     assert all(len(b.idle) <= 4 and b.active == 0 for b in app.backends)
 
 
+class LockChecked(ProxyBackend):
+    """A Backend that fails the test if the pool or ``fails`` is written without its lock."""
+
+    class Idle(deque):
+        lock: threading.Lock
+
+        def append(self, conn) -> None:
+            assert self.lock.locked(), "idle.append outside backend.lock"
+            super().append(conn)
+
+    @property
+    def fails(self) -> int:
+        return self._fails
+
+    @fails.setter
+    def fails(self, value: int) -> None:
+        assert self.lock.locked(), "backend.fails written outside backend.lock"
+        self._fails = value
+
+    @classmethod
+    def install(cls, backend: ProxyBackend) -> None:
+        fails = backend.__dict__.pop("fails")
+        backend.__class__ = cls
+        backend._fails = fails
+        backend.idle = cls.Idle(backend.idle)
+        backend.idle.lock = backend.lock
+
+
+def test_pool_and_fail_count_are_written_under_the_backend_lock(raw_backend, proxy):
+    answers = iter([None, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2"
+                          b"\r\n\r\nok"])
+    app = proxy(raw_backend(lambda request: next(answers), keep_alive=True).url, max_fails=3)
+    backend = app.backends[0]
+    LockChecked.install(backend)
+    assert call(app, "/").code == 502  # hung up: fails == 1
+    assert backend.fails == 1
+    assert call(app, "/").code == 200  # answered: fails back to 0, connection pooled
+    assert backend.fails == 0 and len(backend.idle) == 1 and backend.active == 0
+
+
 def test_close_closes_idle_connections(live_server):
     app = Proxy(live_server(peer_app))
     call(app, "/")
@@ -418,6 +538,89 @@ def test_post_whose_body_was_sent_is_never_retried(raw_backend, live_server, pro
     assert names(app, 1) == ["b"]  # the next request (a GET) goes on
 
 
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_stale_pooled_connection_is_retried_on_a_fresh_one(raw_backend, proxy, retries):
+    # The 2nd request arrives on the kept-alive connection just as the backend closes it.
+    answers = iter([OK, None, OK])
+    backend = raw_backend(lambda request: next(answers), keep_alive=True)
+    app = proxy(backend.url, retries=retries)
+    assert call(app, "/").body == b"ok"
+    assert len(app.backends[0].idle) == 1
+    result = call(app, "/again")
+    assert (result.code, result.body) == (200, b"ok")
+    assert (backend.connections, len(backend.requests)) == (2, 3)
+    assert backend.requests[1].startswith(b"GET /again ") and backend.requests[2].startswith(
+        b"GET /again ")
+    assert app.backends[0].fails == 0 and app.backends[0].down_until == 0.0  # not its fault
+
+
+def test_post_on_a_stale_pooled_connection_is_never_sent_again(raw_backend, proxy):
+    answers = iter([OK, None, OK])
+    backend = raw_backend(lambda request: next(answers), keep_alive=True)
+    app = proxy(backend.url)
+    assert call(app, "/").code == 200
+    result = call(app, "/", "POST", b"pay=100")
+    assert result.code == 502
+    assert len(backend.requests) == 2 and backend.requests[1].endswith(b"pay=100")
+    assert call(app, "/").code == 200  # not marked down: the next request goes through
+    assert sum(r.endswith(b"pay=100") for r in backend.requests) == 1
+
+
+def test_stale_retry_goes_to_the_same_backend_once_then_moves_on(raw_backend, live_server, proxy):
+    answers = iter([OK, None, None])  # the fresh connection breaks too: the backend is broken
+    broken = raw_backend(lambda request: next(answers, None), keep_alive=True)
+    app = proxy([broken.url, live_server(Backend("b"))])  # round robin: raw, b, raw, ...
+    assert call(app, "/").body == b"ok"
+    assert echoed(call(app, "/"))["backend"] == "b"
+    assert echoed(call(app, "/"))["backend"] == "b"  # raw: stale, then fresh and broken
+    assert (broken.connections, len(broken.requests)) == (2, 3)
+    assert app.backends[0].down_until > 0  # the fresh failure counts
+
+
+def test_interim_answers_are_skipped(raw_backend, proxy):
+    backend = raw_backend(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+                          b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n"
+                          b"HTTP/1.1 103 Early Hints\r\n\r\n" + OK)
+    app = proxy(backend.url)
+    for _ in range(2):  # and the connection stays usable
+        result = call(app, "/")
+        assert (result.code, result.body) == (200, b"ok")
+        assert result.header("Link") is None
+
+
+def test_refused_start_response_gives_the_backend_back(raw_backend, proxy):
+    def refuse(status, headers, exc_info=None):
+        raise RuntimeError("an outer layer refused the answer")
+
+    for answer in (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked"
+                   b"\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+                   b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2000"
+                   b"\r\n\r\n" + b"x" * 2000,
+                   OK):
+        app = proxy(raw_backend(answer).url, balance="least_connections", buffer_size=1024)
+        with pytest.raises(RuntimeError, match="refused"):
+            app(make_environ("/"), refuse)
+        backend = app.backends[0]
+        assert backend.active == 0
+        assert all(conn.sock is not None for conn in backend.idle)  # only clean ones kept
+        if answer != OK:
+            assert not backend.idle  # a half-read answer: its connection was closed
+
+
+@pytest.mark.parametrize("length", ["1" * 5000, "1" * 19, "-1", "12abc", "0x10"],
+                         ids=["5000-digits", "19-digits", "negative", "junk", "hex"])
+def test_bad_request_content_length_is_a_400(raw_backend, proxy, length):
+    backend = raw_backend(OK)
+    # validate=False: wsgiref.validate itself chokes on such a CONTENT_LENGTH
+    result = call(proxy(backend.url), "/", "POST", b"x", validate=False, CONTENT_LENGTH=length)
+    assert result.code == 400
+    assert b"bad Content-Length" in result.body and len(result.body) < 200
+    assert backend.requests == []
+
+
 def test_retries_are_bounded(raw_backend, proxy):
     dead = [raw_backend(hang_up) for _ in range(4)]
     result = call(proxy([d.url for d in dead], retries=1, max_fails=0), "/")
@@ -434,6 +637,9 @@ BAD_ANSWERS = {
     "bad content length": b"HTTP/1.1 200 OK\r\nContent-Length: 2x\r\n\r\nok",
     "body cut short": b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok",
     "protocol switch": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",
+    "endless interim answers": b"HTTP/1.1 103 Early Hints\r\n\r\n" * 40
+                               + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    "huge content length": b"HTTP/1.1 200 OK\r\nContent-Length: " + b"1" * 5000 + b"\r\n\r\nok",
     "NUL in a header value": b"HTTP/1.1 200 OK\r\nX-Bad: a\x00b\r\nContent-Length: 2\r\n\r\nok",
 }
 
