@@ -211,6 +211,8 @@ class AccessLog:
         try:
             body = self.app(environ, exchange.start_response)
         except BaseException:
+            if not exchange.size:  # no body went out: the server answers 500 itself
+                exchange.status = "500"
             exchange.finish(failed=True)
             raise
         stream = exchange.stream(body)

@@ -92,11 +92,15 @@ class Cascade:
                 if response.status_code() in self._catch:
                     response.close()
                     continue
-                if spool is None:
+                if spool is not None:
+                    spool.recording = False
+                try:
                     response.start(start_response)
+                except BaseException:  # the server refused the headers: close the app's body
+                    response.close()
+                    raise
+                if spool is None:
                     return ClosingIterator(response)
-                spool.recording = False
-                response.start(start_response)
                 return ClosingIterator(response, spool.close)
             if spool is None:
                 return last(environ, start_response)

@@ -67,6 +67,7 @@ INI::
 """
 from __future__ import annotations
 
+import builtins
 import html
 import json
 import linecache
@@ -95,9 +96,6 @@ MASK = "[masked]"
 _SECRET_HEADERS = ("HTTP_COOKIE", "HTTP_AUTHORIZATION", "HTTP_PROXY_AUTHORIZATION")
 _FORMS = ("text/html", "application/json", "text/plain")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 160
-_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist = 3, 12, 12
 MAX_REPR, CONTEXT_LINES, MAX_FRAMES, MAX_CHAIN = 240, 3, 40, 5
 STATUS = "500 Internal Server Error"
 
@@ -352,9 +350,42 @@ def _safe_str(value: object) -> str:
         return f"<unprintable {type(value).__qualname__}>"
 
 
+class _MaskingRepr(reprlib.Repr):
+    """``reprlib`` limits, with secrets masked in each whole string before it is cut.
+
+    Masking only the shortened repr would miss a long secret: the cut leaves
+    its head and tail, which no longer equal it. Strings (also inside dicts,
+    lists and other containers) and other objects' reprs are masked whole.
+    """
+
+    def __init__(self, secrets_: list[str]) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 160
+        self.maxlevel, self.maxdict, self.maxlist = 3, 12, 12
+        self.secrets = secrets_
+
+    def repr_str(self, x: str, level: int) -> str:
+        return self._shorten(builtins.repr(_mask(x, self.secrets)), self.maxstring)
+
+    def repr_instance(self, x: object, level: int) -> str:
+        try:
+            text = builtins.repr(x)
+        except Exception:
+            return f"<{type(x).__qualname__} instance at {id(x):#x}>"
+        return self._shorten(_mask(text, self.secrets), self.maxother)
+
+    @staticmethod
+    def _shorten(text: str, limit: int) -> str:
+        if len(text) <= limit:
+            return text
+        i = max(0, (limit - 3) // 2)
+        j = max(0, limit - 3 - i)
+        return text[:i] + "..." + text[len(text) - j:]
+
+
 def _safe_repr(value: object, secrets_: list[str]) -> str:
     try:
-        text = _REPR.repr(value)
+        text = _MaskingRepr(secrets_).repr(value)
     except Exception:
         text = f"<unrepresentable {type(value).__qualname__}>"
     text = _mask(text, secrets_)

@@ -36,7 +36,9 @@ interpolation applies: write ``%%`` for a literal ``%``.
   given to the app as an ``int``; ``{name:path}`` the rest of the path (one
   or more segments, only last); ``{name:REGEX}`` a segment the regex
   matches whole, e.g. ``{year:\\d{4}}``. A segment may mix text and
-  parameters: ``/v{version:int}``, ``/{name}.{ext}``.
+  parameters: ``/v{version:int}``, ``/{name}.{ext}``; such a segment with
+  a ``{name:REGEX}`` in it never matches a request segment longer than 256
+  characters (the cost of a miss stays bounded).
 - A pattern ending in ``/...`` consumes its matched prefix: the prefix moves
   to ``SCRIPT_NAME`` and the app gets the rest as ``PATH_INFO``, so mounted
   frameworks and nested routers build correct URLs.
@@ -83,6 +85,9 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Z]+\Z")
 _SEGMENT_SAFE = "!$&'()*+,;=:@~"
 _INT_DIGITS = 64  # longer digit runs are no int (int() of huge strings is slow)
+# Longer segments never match a mixed segment holding a {x:REGEX}: the lazy
+# groups around it backtrack polynomially on a miss, so their cost stays bounded.
+MAX_REGEX_SEGMENT = 256
 _TEXT = ("Content-Type", "text/plain; charset=utf-8")
 
 Test = Callable[[str], "tuple[Any, ...] | None"]
@@ -201,7 +206,8 @@ def _segment_key(pieces: list[str | _Param]) -> tuple[str, str]:
         if isinstance(piece, str):
             parts.append(re.escape(piece))
         else:
-            inner = {"str": "[^/]+?", "int": "[0-9]+"}.get(piece.kind, piece.regex)
+            inner = {"str": "[^/]+?", "int": f"[0-9]{{1,{_INT_DIGITS}}}"}.get(piece.kind,
+                                                                             piece.regex)
             parts.append(f"(?P<_{index}>{inner})")
     return ("re", "".join(parts))
 
@@ -217,18 +223,101 @@ def _str(segment: str) -> tuple[str] | None:
 
 
 def _regex_test(regex: str, pieces: list[str | _Param]) -> Test:
+    """The test of a regex segment (``{x:REGEX}``) or a mixed one (``v{n:int}.json``).
+
+    A mixed segment's literal head and tail are checked first. Its lazy
+    ``str`` and ``int`` groups would backtrack polynomially on a miss (one
+    power per parameter), so a long segment is matched by :func:`_split_mixed`
+    in linear time instead (same answer); a mixed segment holding a
+    ``{x:REGEX}`` never matches a segment longer than
+    :data:`MAX_REGEX_SEGMENT`. The last answer is remembered, so the walk of
+    the allowed methods after a miss does not run the match again.
+    """
     match = re.compile(regex).fullmatch
-    if len(pieces) == 1:  # the whole segment is the value
+    if len(pieces) == 1:  # the whole segment is the value: the user's own regex
         return lambda segment: (segment,) if match(segment) else None
+    params = [p for p in pieces if isinstance(p, _Param)]
     groups = [(f"_{i}", p.kind == "int") for i, p in enumerate(pieces) if isinstance(p, _Param)]
+    head = pieces[0] if isinstance(pieces[0], str) else ""
+    tail = pieces[-1] if isinstance(pieces[-1], str) else ""
+    plain = all(p.kind in ("str", "int") for p in params)
+    # Up to this length the regex is quick (about length ** params steps at worst).
+    quick = int(2 ** (16 / len(params))) if plain else MAX_REGEX_SEGMENT
+    last: list[Any] = [("", None)]  # (segment, answer): one tuple, so threads see a pair
 
     def test(segment: str) -> tuple[Any, ...] | None:
-        found = match(segment)
-        if found is None:
+        if not segment.startswith(head) or not segment.endswith(tail):
             return None
-        values = [found.group(group) for group, _ in groups]
-        return tuple(int(v) if is_int else v for v, (_, is_int) in zip(values, groups))
+        known, answer = last[0]
+        if known == segment:
+            return answer
+        if len(segment) <= quick:
+            found = match(segment)
+            answer = None if found is None else tuple(
+                int(v) if is_int else v for v, (_, is_int) in
+                zip([found.group(group) for group, _ in groups], groups))
+        elif plain:
+            answer = _split_mixed(pieces, segment)
+        else:
+            answer = None
+        last[0] = (segment, answer)
+        return answer
     return test
+
+
+def _split_mixed(pieces: list[str | _Param], segment: str) -> tuple[Any, ...] | None:
+    """Match text, ``{x}`` and ``{x:int}`` pieces like the regex does, in O(pieces x length).
+
+    ``ends[k][p]``: pieces ``k:`` match ``segment[p:]`` exactly. Then, piece
+    by piece, each ``str`` takes the shortest and each ``int`` the longest
+    run that still lets the rest match: the regex's own choice (lazy
+    ``[^/]+?``, greedy ``[0-9]{1,64}``).
+    """
+    n = len(segment)
+    after = [False] * n + [True]
+    ends = [after]
+    for piece in reversed(pieces):
+        here = [False] * (n + 1)
+        if isinstance(piece, str):
+            size = len(piece)
+            for p in range(n - size + 1):
+                here[p] = after[p + size] and segment.startswith(piece, p)
+        else:
+            digits = piece.kind == "int"
+            limit = _INT_DIGITS if digits else n
+            run, first = 0, n + 1  # chars of the piece's class from p; first q > p with after[q]
+            for p in range(n - 1, -1, -1):
+                if after[p + 1]:
+                    first = p + 1
+                char = segment[p]
+                run = run + 1 if (("0" <= char <= "9") if digits else char != "/") else 0
+                here[p] = first <= p + min(run, limit)
+        ends.append(here)
+        after = here
+    ends.reverse()
+    if not ends[0][0]:
+        return None
+    values: list[Any] = []
+    p = 0
+    for k, piece in enumerate(pieces):
+        if isinstance(piece, str):
+            p += len(piece)
+            continue
+        rest = ends[k + 1]
+        if piece.kind == "int":
+            q = p + 1
+            while q < n and q - p < _INT_DIGITS and "0" <= segment[q] <= "9":
+                q += 1
+            while not rest[q]:
+                q -= 1
+            values.append(int(segment[p:q]))
+        else:
+            q = p + 1
+            while not rest[q]:
+                q += 1
+            values.append(segment[p:q])
+        p = q
+    return tuple(values)
 
 
 _RANK = {"re": 0, "int": 1, "str": 2}
@@ -521,7 +610,8 @@ class Router:
         """The URL path of route ``name``; parameters the pattern lacks go in the query.
 
         Under the current request's ``SCRIPT_NAME`` when called while this
-        router dispatches (until the app returns its body), else under ``root``.
+        router dispatches (in the app call, and while the server iterates or
+        closes a streaming body it returned), else under ``root``.
         """
         route = self._names.get(name)
         if route is None:
@@ -571,9 +661,15 @@ class Router:
             return route.app(environ, start_response)
         token = self._script_name.set(script_name)
         try:
-            return route.app(environ, start_response)
+            body = route.app(environ, start_response)
         finally:
             self._script_name.reset(token)
+        if type(body) is list or type(body) is tuple:  # nothing runs after the app returned
+            return body
+        wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(wrapper, type) and isinstance(body, wrapper):  # keep the server's sendfile
+            return body
+        return _InContext(body, self._script_name, script_name)
 
     def _head(self, environ: Environ, start_response: StartResponse, route: Route,
               script_name: str) -> Iterable[bytes]:
@@ -583,8 +679,13 @@ class Router:
             response = call_app(route.app, environ)
         finally:
             self._script_name.reset(token)
-        response.start(start_response)
-        return ClosingIterator((), response.close)
+        try:
+            response.start(start_response)
+        except BaseException:  # the server refused the headers: nobody else can close it
+            response.close()
+            raise
+        return ClosingIterator((), partial(_run_in, self._script_name, script_name,
+                                           response.close))
 
     def _miss(self, environ: Environ, start_response: StartResponse, path: str,
               segs: list[str]) -> Iterable[bytes]:
@@ -620,6 +721,52 @@ class Router:
 
     def __repr__(self) -> str:
         return f"<Router {len(self.routes)} routes>"
+
+
+def _run_in(var: ContextVar[str], value: str, function: Callable[[], Any]) -> Any:
+    """``function()`` with ``var`` set to ``value`` (url_for's SCRIPT_NAME)."""
+    token = var.set(value)
+    try:
+        return function()
+    finally:
+        var.reset(token)
+
+
+class _InContext:
+    """The app's body, with url_for's SCRIPT_NAME set while it runs.
+
+    A generator app runs its code when the server iterates it, after the
+    router returned: each step and ``close()`` run with the request's
+    ``SCRIPT_NAME`` set again, so :meth:`Router.url_for` builds the same URLs
+    there as in the app call itself.
+    """
+
+    __slots__ = ("_body", "_iterator", "_var", "_value", "_closed")
+
+    def __init__(self, body: Iterable[bytes], var: ContextVar[str], value: str) -> None:
+        self._body, self._iterator, self._var, self._value = body, None, var, value
+        self._closed = False
+
+    def __iter__(self) -> _InContext:
+        return self
+
+    def __next__(self) -> bytes:
+        token = self._var.set(self._value)
+        try:
+            iterator = self._iterator
+            if iterator is None:
+                iterator = self._iterator = iter(self._body)
+            return next(iterator)
+        finally:
+            self._var.reset(token)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            _run_in(self._var, self._value, close)
 
 
 def _merge(outer: Any, named: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

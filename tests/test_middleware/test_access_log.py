@@ -111,6 +111,36 @@ def test_uncaught_error_logs_500_and_propagates(lines):
     assert lines() == ["500 - X"]
 
 
+def test_error_after_start_response_before_any_body_logs_500(lines):
+    import io
+    from wsgiref.handlers import SimpleHandler
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        raise RuntimeError("db down")
+
+    with pytest.raises(RuntimeError):  # caught by nobody: the server answers 500
+        call(AccessLog(app, format="%>s %b %X"), "/")
+    assert lines() == ["500 - X"]
+
+    out = io.BytesIO()  # a real PEP 3333 handler: it sends the 500 the line must log
+    handler = SimpleHandler(io.BytesIO(), out, io.StringIO(), make_environ("/"))
+    handler.run(AccessLog(app, format="%>s %b %X"))
+    assert out.getvalue().startswith(b"HTTP/1.0 500 ")
+    assert lines()[-1] == "500 - X"
+
+
+def test_error_after_write_keeps_the_sent_status(lines):
+    def app(environ, start_response):
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"12345")
+        raise RuntimeError("after write")
+
+    with pytest.raises(RuntimeError):
+        call(AccessLog(app, format="%>s %b %X"), "/")
+    assert lines() == ["200 5 X"]
+
+
 def test_error_mid_stream_keeps_the_sent_status_and_size(lines):
     def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from support import call, echo_app
+from support import call, echo_app, make_environ
 
 import middleware.cascade as cascade_module
 from middleware.cascade import Cascade, composite_factory
@@ -262,6 +262,32 @@ def test_spool_closed_when_an_app_raises(spools: Spools) -> None:
              validate=False)
     [spool] = spools.all
     assert spool.closed
+
+
+@pytest.mark.parametrize("body", [b"", SMALL], ids=["no-body", "spooled"])
+def test_winner_closed_when_the_server_refuses_its_headers(spools: Spools, body: bytes) -> None:
+    closed: list[int] = []
+
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            return iter([b"hi"])
+
+        def close(self) -> None:
+            closed.append(1)
+
+    def winner(environ: dict, start_response: Callable) -> Body:
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))  # recorded
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Connection", "close")])
+        return Body()
+
+    def refusing_start_response(status: str, headers: list, exc_info: Any = None) -> Any:
+        raise AssertionError("Hop-by-hop headers not allowed")  # as wsgiref's handler does
+
+    environ = make_environ("/", method="POST" if body else "GET", body=body)
+    with pytest.raises(AssertionError, match="Hop-by-hop"):
+        Cascade([winner, NOT_FOUND])(environ, refusing_start_response)
+    assert closed == [1]
+    assert len(spools.all) == (1 if body else 0) and all(spool.closed for spool in spools.all)
 
 
 def test_readlines_and_iteration_replay(spools: Spools) -> None:

@@ -223,6 +223,45 @@ def test_debug_shows_the_exception_chain_and_survives_broken_reprs(caplog):
     assert len(local["huge"]) <= 240
 
 
+LONG_TOKEN = "s3cr3tSESSIONtoken" + "A1b2C3d4" * 18 + "xyZZtail"  # 170 characters
+
+
+def _leaks(text: str, secret: str = LONG_TOKEN, size: int = 20) -> list[str]:
+    return [secret[i:i + size] for i in range(len(secret) - size + 1) if secret[i:i + size] in text]
+
+
+@pytest.mark.parametrize("accept", ["text/html", "application/json", "text/plain"])
+def test_long_secrets_are_masked_before_reprs_are_shortened(accept, caplog):
+    assert len(LONG_TOKEN) == 170
+
+    class Holder:
+        def __repr__(self):
+            return f"<Holder {self.token}>"
+
+    def app(environ, start_response):
+        cookie = environ["HTTP_COOKIE"]  # the raw header in a local
+        sid = cookie.split("=", 1)[1].split(";")[0]  # the token alone
+        nested = {"auth": [environ["HTTP_AUTHORIZATION"]], "sid": sid}  # noqa: F841
+        holder = Holder()
+        holder.token = sid
+        raise Boom("failed")
+
+    environ = {"HTTP_COOKIE": f"sid={LONG_TOKEN}; theme=dark",
+               "HTTP_AUTHORIZATION": f"Bearer {LONG_TOKEN}", "HTTP_ACCEPT": accept}
+    result = call(ErrorCatcher(app, debug=True), "/", **environ)
+    page = result.body.decode()
+    assert result.code == 500 and "cookie" in page and "holder" in page and MASK in page
+    assert _leaks(page) == []
+    # the mailed report is the plain-text form of the same details
+    from middleware.error_catcher import debug_text, describe
+    request = {**make_environ("/"), **environ}
+    try:
+        app(request, None)
+    except Boom as exc:
+        report = debug_text(describe(request, exc))
+    assert "sid = " in report and _leaks(report) == []
+
+
 def test_debug_plain_text(caplog):
     result = call(ErrorCatcher(raising_app, debug=True), "/", HTTP_ACCEPT="text/plain")
     text = result.body.decode()

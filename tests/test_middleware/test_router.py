@@ -8,7 +8,7 @@ from typing import Any
 from wsgiref.validate import validator
 
 import pytest
-from support import call, echo_app, http_get
+from support import call, echo_app, http_get, make_environ
 
 import stack
 from middleware.router import Router, parse_pattern, parse_route_line
@@ -658,3 +658,86 @@ def test_router_keeps_the_middleware_contract(routes):
     from stack.testing import assert_middleware
 
     assert_middleware(lambda app: Router([(methods, pattern, app) for methods, pattern in routes]))
+
+
+# -- regressions -----------------------------------------------------------------------------
+
+def _text(body: bytes = b"ok"):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
+    return app
+
+
+def test_mixed_segments_cost_stays_bounded_on_a_miss():
+    import time
+
+    wheel = Router([("GET", "/files/{name}-{version}-{arch}.whl", _text()),
+                    ("GET", "/w/{name}-{version}-{py}-{abi}-{platform:int}", _text()),
+                    ("GET", "/i/{a:int}-{b:int}-{c:int}.whl", _text())])
+    for path, code in [("/files/" + "-" * 10_000, 404), ("/files/" + "-" * 10_000 + ".whl", 200),
+                       ("/files/" + "-" * 10_000 + "/", 404),  # and the trailing-slash retry
+                       ("/w/" + "-" * 10_000 + "x", 404), ("/w/" + "-" * 255 + "x", 404),
+                       ("/w/" + "-" * 40 + "x", 404), ("/i/" + "1-" * 5_000 + ".whl", 404)]:
+        started = time.perf_counter()
+        result = call(wheel, path)
+        assert (result.code, time.perf_counter() - started < 0.5) == (code, True), path[:12]
+
+
+def test_long_mixed_segments_split_like_short_ones():
+    router = Router([("GET", "/w/{name}-{version:int}-{py}.{ext}", named("w")),
+                     ("GET", "/v{n:int}", named("v"))])
+    for name in ("pkg", "p" * 500):  # short: the regex; long: the linear matcher
+        segment = f"{name}-12-py3-x.tar.gz"
+        data = hit(router, "/w/" + segment)
+        assert data["args"] == [[], {"name": name, "version": 12, "py": "py3-x",
+                                     "ext": "tar.gz"}]
+    assert hit(router, "/v" + "7" * 64)["args"] == [[], {"n": int("7" * 64)}]
+    assert call(router, "/v" + "7" * 65).code == 404  # like {n:int} alone: no huge ints
+
+
+def test_head_via_get_closes_the_body_when_start_response_raises():
+    closed = []
+
+    class Body:
+        def __iter__(self):
+            return iter([b"hi"])
+
+        def close(self):
+            closed.append(1)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Connection", "close")])
+        return Body()
+
+    def refusing_start_response(status, headers, exc_info=None):
+        raise AssertionError("Hop-by-hop headers not allowed")
+
+    router = Router([("GET", "/", app)])
+    with pytest.raises(AssertionError, match="Hop-by-hop"):
+        router(make_environ("/", method="HEAD"), refusing_start_response)
+    assert closed == [1]
+
+
+def test_url_for_inside_a_streaming_body_uses_the_request_script_name():
+    holder: list[Router] = []
+    events = []
+
+    def streaming(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            yield holder[0].url_for("item", id=7).encode()
+            yield b" " + holder[0].url_for("item", id=8).encode()
+        finally:
+            events.append(holder[0].url_for("item", id=9))  # close() runs in the request too
+
+    router = Router([("GET", "/s", streaming), ("GET", "/items/{id:int}", _text(), "item")],
+                    root="/root")
+    holder.append(router)
+    result = call(router, "/s", SCRIPT_NAME="/api")
+    assert result.body == b"/api/items/7 /api/items/8" and events == ["/api/items/9"]
+    assert router.url_for("item", id=1) == "/root/items/1"  # and not after the request
+    body = router(make_environ("/s", SCRIPT_NAME="/x"),
+                  lambda status, headers, exc_info=None: None)
+    body.close()  # abandoned before the first chunk: close still works
+    assert router.url_for("item", id=1) == "/root/items/1"
