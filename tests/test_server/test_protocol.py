@@ -658,3 +658,32 @@ def test_shutdown_does_not_wait_a_second_per_busy_worker():
         release.set()
         for c in clients:
             c.close()
+
+
+def test_the_selectors_fallback_without_epoll(monkeypatch):
+    """Platforms without epoll use selectors and a wake-up pipe: same behaviour."""
+    import stack.server.loop as loop
+
+    monkeypatch.setattr(loop, "_HAS_EPOLL", False)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["PATH_INFO"].encode()]
+
+    server = make_server(app, port=0, keepalive_timeout=0.5)
+    assert server._poller is None
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    c = Client(server.url)
+    try:
+        for i in range(3):  # keep-alive: the connection goes back to the selector each time
+            c.send(b"GET /%d HTTP/1.1\r\nHost: t\r\n\r\n" % i)
+            assert c.response().body == b"/%d" % i
+        c.send(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert [c.response().body, c.response().body] == [b"/a", b"/b"]
+        assert c.closed_by_server()  # keepalive_timeout
+    finally:
+        c.close()
+        server.shutdown()
+        thread.join(10)
+    assert not thread.is_alive()
