@@ -272,6 +272,7 @@ class Mount:
         self._hosted = False  # any host-specific mount? (else the host is never looked at)
         self._ported = False  # any port-specific mount? (then the scheme matters)
         self._host_cache: dict[str, _Table] = {}  # Host (+ scheme) -> merged table
+        self._simple: dict[str, WSGIApp] | None = self._any.prefixes  # see add()
         self._merged: dict[tuple[_Table, ...], _Table] = {}
         items = mapping.items() if isinstance(mapping, Mapping) else mapping
         for key, app in items:
@@ -297,6 +298,9 @@ class Mount:
         self._mounts[(host, port, path)] = (key, app, table)
         self._host_cache = {}
         self._merged = {}
+        # The common shape gets its own path in __call__.
+        simple = not self._hosted and self._any.depth <= 1
+        self._simple = self._any.prefixes if simple else None
 
     def children(self) -> Iterator[tuple[str, WSGIApp]]:
         """``(label, app)`` for every mount in the order added, then the not-found app."""
@@ -307,14 +311,28 @@ class Mount:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if "//" in path or "/." in path:
+        if "/." in path or "//" in path:
             path = environ["PATH_INFO"] = normalise_path(path)
-        table = self._any
+        simple = self._simple
+        if simple is not None:  # no host mounts, one-segment prefixes: one lookup
+            end = path.find("/", 1)
+            head = path if end < 0 else path[:end]
+            app = simple.get(head)
+            if app is not None:
+                environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + head
+                environ["PATH_INFO"] = path[end:] if end >= 0 else ""
+                return app(environ, start_response)
+            app = simple.get("")
+            if app is None:
+                return self._not_found(environ, start_response)
+            return app(environ, start_response)
         if self._hosted:
             key = environ.get("HTTP_HOST") or ""
             if self._ported:
                 key += " " + environ.get("wsgi.url_scheme", "")
             table = self._host_cache.get(key) or self._table_for(environ, key)
+        else:
+            table = self._any
         prefixes = table.prefixes
         depth = table.depth
         # The head of the path as deep as the deepest prefix, then shorter heads.
@@ -333,10 +351,7 @@ class Mount:
             head = head[:cut] if cut > 0 else ""
             app = prefixes.get(head)
         if head:
-            try:
-                environ["SCRIPT_NAME"] += head
-            except KeyError:
-                environ["SCRIPT_NAME"] = head
+            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + head
             environ["PATH_INFO"] = path[len(head):]
         return app(environ, start_response)
 
