@@ -4,7 +4,10 @@ Pick one in the deployment file's ``[server:…]`` section; the app sections
 stay the same:
 
 - ``use = egg:stack#fastcgi`` (:mod:`stack.gateways.fastcgi`): nginx
-  ``fastcgi_pass``, lighttpd ``mod_fastcgi``, IIS, Apache ``mod_proxy_fcgi``;
+  ``fastcgi_pass``, lighttpd ``mod_fastcgi``, Apache ``mod_proxy_fcgi``;
+- ``python -m stack.gateways.fastcgi site.ini`` (:mod:`stack.gateways.fastcgi_stdio`):
+  FastCGI on stdin, for front servers that start the process: IIS (a pipe),
+  ``mod_fcgid``/``spawn-fcgi`` (a listening socket);
 - ``use = egg:stack#scgi`` (:mod:`stack.gateways.scgi`): nginx ``scgi_pass``,
   lighttpd ``mod_scgi``, Apache ``mod_proxy_scgi``;
 - ``use = egg:stack#ajp`` (:mod:`stack.gateways.ajp`): Apache ``mod_proxy_ajp``;

@@ -36,6 +36,11 @@ nginx::
         fastcgi_keep_conn on;
         fastcgi_pass app;
     }
+
+Started by the front server (IIS, ``mod_fcgid``, ``spawn-fcgi``), with the
+connection or a listening socket on stdin (:mod:`stack.gateways.fastcgi_stdio`)::
+
+    python -m stack.gateways.fastcgi /srv/site.ini [--app NAME] [key=value ...]
 """
 from __future__ import annotations
 
@@ -326,3 +331,11 @@ def _run(app: WSGIApp, config: FastCGIConfig) -> None:
 
 
 __all__ = ["FastCGIConfig", "FastCGIConnection", "OPTIONS", "make_server", "serve", "server_factory"]
+
+
+if __name__ == "__main__":
+    import sys
+
+    from stack.gateways.fastcgi_stdio import main
+
+    sys.exit(main())

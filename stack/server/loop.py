@@ -74,11 +74,18 @@ class Server:
     """
 
     def __init__(self, app: WSGIApp, config: ServerConfig | None = None, *,
-                 connection_class: type[Connection] = Connection) -> None:
+                 connection_class: type[Connection] = Connection,
+                 sock: socket.socket | None = None) -> None:
+        """``sock``: a listening socket to serve instead of binding one (handed
+        over by a process manager, e.g. FastCGI's socket on fd 0)."""
         self.app = app
         self.config = config or ServerConfig()
         self.connection_class = connection_class
-        self.socket = bind(self.config)
+        if sock is None:
+            self.socket = bind(self.config)
+        else:
+            sock.setblocking(False)
+            self.socket = sock
         self.stopping = False
         self._stopped = threading.Event()
         self._conns: dict[int, Connection] = {}
@@ -103,14 +110,14 @@ class Server:
 
     @property
     def url(self) -> str:
-        if self.config.unix_socket:
-            return f"unix:{self.config.unix_socket}"
+        if self.socket.family == socket.AF_UNIX:
+            return f"unix:{self.server_address or '(unnamed)'}"
         host, port = self.server_address[:2]
         host = f"[{host}]" if ":" in host else host
         return f"{self.config.url_scheme}://{host}:{port}"
 
     def _make_base_environ(self) -> dict[str, Any]:
-        if self.config.unix_socket:
+        if self.socket.family == socket.AF_UNIX:
             name, port = "localhost", "80"
         else:
             name, port = self.server_address[0], str(self.server_address[1])
