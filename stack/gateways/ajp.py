@@ -116,7 +116,9 @@ class BodyReader:
         self.conn = conn
         self.remaining = length
         self.done = not chunked and not length
-        self.first_pending = not self.done  # httpd sends the first chunk unasked
+        # httpd sends the first chunk unasked only for a known, non-zero length;
+        # a chunked body has to be asked for from the start.
+        self.first_pending = bool(length)
         self.received = 0
 
     def fill(self, want: int) -> bytes:
@@ -217,13 +219,14 @@ class AJPConnection(GatewayConnection):
         exchange = Exchange(Writer(self), environ)
         length = params.get("CONTENT_LENGTH", "")
         chunked = "chunked" in params.get("HTTP_TRANSFER_ENCODING", "").lower()
-        body = BodyReader(self, int(length) if length.isdigit() else None, chunked)
+        body = BodyReader(self, int(length) if length.isascii() and length.isdigit() else None,
+                          chunked)
         environ["wsgi.input"] = StreamInput(body.fill)
         if config.secret and not hmac.compare_digest(
                 request.attributes.get("secret", "").encode("latin-1"), config.secret.encode("latin-1")):
             exchange.fail("403 Forbidden", "AJP request without the right secret", logging.WARNING)
             return False
-        if length and not length.isdigit():
+        if length and not (length.isascii() and length.isdigit()):
             exchange.fail("400 Bad Request", f"invalid Content-Length {length!r}", logging.INFO)
             return False
         if body.remaining is not None and body.remaining > config.max_request_body_size:

@@ -126,7 +126,7 @@ def body_length(environ: Mapping[str, Any]) -> int | None:
     value = environ.get("CONTENT_LENGTH", "")
     if not value:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise ParseError(f"invalid CONTENT_LENGTH {value!r}")
     return int(value)
 
@@ -186,6 +186,10 @@ class GatewayConnection(Connection):
     def handle(self, request: Any) -> bool:
         """Serve one request; True when the connection may carry another."""
         raise NotImplementedError
+
+    def request_started(self) -> bool:
+        # Management packets (CPING, GET_VALUES) leave nothing behind: still idle.
+        return bool(self.buffer)
 
     def serve(self, request: Any) -> None:
         server = self.server

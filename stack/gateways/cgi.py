@@ -68,6 +68,16 @@ def cgi_environ() -> dict[str, str]:
     return dict(os.environ)
 
 
+def _private_stdout() -> BinaryIO:
+    """The response's own copy of stdout; fd 1 and ``sys.stdout`` then go to stderr,
+    so an app's ``print()`` can never land in the response."""
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return out
+
+
 def run(target: str | os.PathLike[str] | WSGIApp, *, name: str | None = None,
         script_name: str = "", max_request_body_size: int = 1024**3,
         environ: Mapping[str, str] | None = None, stdin: BinaryIO | None = None,
@@ -77,7 +87,7 @@ def run(target: str | os.PathLike[str] | WSGIApp, *, name: str | None = None,
     Returns True when the response ended cleanly. A deployment file that
     fails to load is a 500 on stdout and its error on stderr.
     """
-    out = stdout or sys.stdout.buffer
+    out = stdout or _private_stdout()
     writer = Writer(out)
     if not callable(target):
         try:

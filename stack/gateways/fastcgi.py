@@ -179,6 +179,9 @@ class FastCGIConnection(GatewayConnection):
 
     # -- the loop's side: records until a request's params are complete --------------
 
+    def request_started(self) -> bool:
+        return self._begun is not None or bool(self.buffer)
+
     def take_request(self) -> Request | None:
         while True:
             found = fcgi.decode_record(self.buffer)

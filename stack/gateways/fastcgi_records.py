@@ -156,9 +156,9 @@ def unknown_type(rtype: int) -> bytes:
 
 def get_values_result(content: bytes, values: dict[bytes, bytes]) -> bytes:
     """The ``GET_VALUES_RESULT`` for a ``GET_VALUES`` body: the known names asked for."""
-    asked = [name for name, _ in decode_pairs(content)]
-    return encode_record(GET_VALUES_RESULT, 0,
-                         encode_pairs((name, values[name]) for name in asked if name in values))
+    # Each known name once, whatever was asked: the answer stays small.
+    asked = dict.fromkeys(name for name, _ in decode_pairs(content) if name in values)
+    return encode_record(GET_VALUES_RESULT, 0, encode_pairs((name, values[name]) for name in asked))
 
 
 __all__ = ["Record", "encode_record", "encode_stream", "stream_parts", "decode_record",

@@ -92,6 +92,13 @@ class Connection:
                           max_fields=config.max_header_count,
                           max_body=config.max_request_body_size)
 
+    def request_started(self) -> bool:
+        """Whether bytes read while idle began a request (so header_timeout applies).
+
+        For HTTP any byte does, even the empty lines a request may start with.
+        """
+        return True
+
     # -- the worker's side ----------------------------------------------------
 
     def serve(self, head: RequestHead) -> None:

@@ -248,8 +248,12 @@ class Server:
         except ParseError as exc:
             conn.reject(exc)
             return
+        except Exception:  # a bug with one connection must not stop the loop
+            log.exception("error reading a request; closing that connection")
+            conn.close()
+            return
         if request is None:
-            if conn.idle:  # a request began: header_timeout runs from here, once
+            if conn.idle and conn.request_started():  # header_timeout runs from here, once
                 conn.idle = False
                 conn.deadline = time.monotonic() + self.config.header_timeout
             self._watch(conn)

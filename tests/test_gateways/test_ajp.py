@@ -210,3 +210,42 @@ def test_factory() -> None:
     assert callable(ajp.server_factory({}, secret="x", packet_size="65536", script_name="/app"))
     with pytest.raises(ConfigError, match="packet_size"):
         ajp.server_factory({}, packet_size="100")
+
+
+def test_a_chunked_body_is_asked_for_from_the_start(serve_gateway, connect) -> None:
+    """httpd sends no unasked first chunk without a Content-Length (a chunked request)."""
+    peer = Peer(connect(serve_gateway(ajp, script_name="/app", body_timeout=3)))
+    body = b"chunked upload " * 700
+    peer.sock.sendall(packets.encode_forward_request(
+        "POST", "/app/echo", headers=[("Transfer-Encoding", "chunked")], attributes=[]))
+    rest, head, chunks, reuse = body, None, [], None
+    while (found := peer.packet()) is not None:
+        kind, payload = found
+        if kind == packets.GET_BODY_CHUNK:
+            size = int.from_bytes(payload[1:3], "big")
+            peer.sock.sendall(packets.encode_body(rest[:size]))
+            rest = rest[size:]
+        elif kind == packets.SEND_HEADERS:
+            head = True
+        elif kind == packets.SEND_BODY_CHUNK:
+            size = int.from_bytes(payload[1:3], "big")
+            chunks.append(payload[3:3 + size])
+        elif kind == packets.END_RESPONSE:
+            reuse = payload[1] == 1
+            break
+    assert head and json.loads(b"".join(chunks))["length"] == len(body)
+    # a chunked body the app never reads does not swallow the next request
+    head, body2, _ = peer.request("GET", "/app/hello")
+    assert (head[0], body2) == (200, gateway_apps.HELLO)
+
+
+def test_cping_on_an_idle_connection_keeps_the_keepalive_timeout(serve_gateway, connect) -> None:
+    import time
+
+    peer = Peer(connect(serve_gateway(ajp, script_name="/app", header_timeout=0.4,
+                                      keepalive_timeout=30)))
+    assert peer.request("GET", "/app/hello")[0][0] == 200
+    for _ in range(4):  # well past header_timeout in all
+        peer.sock.sendall(packets.server_packet(bytes((packets.CPING,))))
+        assert peer.packet() == (packets.CPONG_REPLY, b"\x09")
+        time.sleep(0.3)

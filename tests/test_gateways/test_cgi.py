@@ -112,3 +112,22 @@ def test_factory() -> None:
     assert callable(cgi.server_factory({}, script_name="/cgi", max_request_body_size="10MB"))
     with pytest.raises(ConfigError, match="unknown option 'port'"):
         cgi.server_factory({}, port="80")
+
+
+def test_an_apps_print_never_lands_in_the_response(tmp_path: Path) -> None:
+    script = tmp_path / "talkative.cgi"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import stack.gateways.cgi\n"
+        "def app(environ, start_response):\n"
+        "    print('debug: handling', environ['PATH_INFO'], flush=True)\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', '6')])\n"
+        "    print('more debug')\n"
+        "    return [b'hello\\n']\n"
+        "stack.gateways.cgi.run(app)\n")
+    script.chmod(0o755)
+    env = {**os.environ, **cgi_env("/x")}
+    result = subprocess.run([str(script)], input=b"", env=env, capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.endswith(b"\r\n\r\nhello\n")
+    assert b"debug" not in result.stdout and b"debug: handling /x" in result.stderr

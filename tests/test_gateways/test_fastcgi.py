@@ -322,3 +322,22 @@ def test_trickled_records_do_not_restart_the_header_timeout(serve_gateway, conne
     except OSError:
         pass
     assert time.monotonic() - started < 2.5
+
+
+def test_get_values_answers_each_name_once(serve_gateway, connect) -> None:
+    """A GET_VALUES asking one name thousands of times gets one small answer."""
+    server = serve_gateway(fastcgi)
+    sock = connect(server)
+    pairs = fcgi.encode_pairs([(b"FCGI_MPXS_CONNS", b"")] * 3000)
+    sock.sendall(fcgi.encode_record(fcgi.GET_VALUES, 0, pairs))
+    record, _ = fcgi.decode_record(sock.recv(65536), 0)
+    assert fcgi.decode_pairs(record.content) == [(b"FCGI_MPXS_CONNS", b"0")]
+    other = connect(server)  # the server is still there for everyone else
+    status, _, body, _, _ = exchange(other, 1, fcgi_params("/hello"))
+    assert (status, body) == ("200 OK", gateway_apps.HELLO)
+
+
+def test_non_ascii_digits_in_content_length_are_a_400(serve_gateway, connect) -> None:
+    sock = connect(serve_gateway(fastcgi))
+    status, *_ = exchange(sock, 1, fcgi_params("/echo", "POST", CONTENT_LENGTH="\u00b2"))
+    assert status.startswith("400")
