@@ -36,7 +36,8 @@ INI::
     [filter:access_log]
     use = egg:stack#access_log
     logger = stack.access
-    format = %h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" %D
+    # In INI every % is written %% (PasteDeploy interpolates %(name)s)
+    format = %%h %%l %%u %%t "%%r" %%>s %%b "%%{Referer}i" "%%{User-Agent}i" %%D
 """
 from __future__ import annotations
 
@@ -172,9 +173,9 @@ def compile_format(fmt: str) -> Callable[[_Exchange], str]:
             parts.append((literal, _SIMPLE[letter]))
             literal = ""
         else:
-            raise ValueError(f"format: unknown directive {match.group()!r} in {fmt!r}")
+            raise ValueError(f"option 'format': unknown directive {match.group()!r} in {fmt!r}")
     if "%" in fmt[position:]:
-        raise ValueError(f"format: a lone '%' at the end of {fmt!r} (write '%%')")
+        raise ValueError(f"option 'format': a lone '%' at the end of {fmt!r} (write '%%')")
     tail = literal + fmt[position:]
 
     def render(x: _Exchange) -> str:
@@ -196,9 +197,10 @@ class AccessLog:
     def __init__(self, app: WSGIApp, *, format: str = COMBINED,  # noqa: A002 - Apache's word
                  logger: str = "stack.access") -> None:
         if not isinstance(format, str) or not format:
-            raise ValueError(f"format: expected an Apache-style format string, got {format!r}")
+            raise ValueError(f"option 'format': expected an Apache-style format string, "
+                             f"got {format!r}")
         if not isinstance(logger, str) or not logger:
-            raise ValueError(f"logger: expected a logger name, got {logger!r}")
+            raise ValueError(f"option 'logger': expected a logger name, got {logger!r}")
         self.app = app
         self.format = format
         self.render = compile_format(format)

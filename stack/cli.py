@@ -128,12 +128,34 @@ def cmd_show(args: argparse.Namespace, overrides: dict[str, str]) -> int:
 
 def cmd_check(args: argparse.Namespace, overrides: dict[str, str]) -> int:
     app = deploy.load(args.config, args.app, **overrides)
+    _check_logging(args.config, overrides)
     nodes = sum(1 for _ in walk(app))
     runner = _load_server(args, overrides)
     server = f"server {args.server or 'main'!r}" if runner else "the bundled server (no [server:main])"
     print(f"{args.config}: OK: app {args.app or 'main'!r} is {node_name(app)} "
           f"({nodes} node{'s' * (nodes != 1)}), served by {server}")
     return 0
+
+
+def _check_logging(config: str, overrides: dict[str, str]) -> None:
+    """Apply the file's [loggers] to find its errors now, then put logging back."""
+    manager = logging.Logger.manager
+    before = {name: (lg.level, list(lg.handlers), lg.propagate, lg.disabled)
+              for name, lg in [("", logging.getLogger()), *manager.loggerDict.items()]
+              if isinstance(lg, logging.Logger)}
+    try:
+        deploy.setup_logging(config, **overrides)
+    finally:
+        for name, lg in [("", logging.getLogger()), *list(manager.loggerDict.items())]:
+            if not isinstance(lg, logging.Logger):
+                continue
+            level, handlers, propagate, disabled = before.get(name, (logging.NOTSET, [], True, False))
+            for handler in lg.handlers:
+                if handler not in handlers:
+                    handler.close()
+            lg.setLevel(level)
+            lg.handlers[:] = handlers
+            lg.propagate, lg.disabled = propagate, disabled
 
 
 COMMANDS = {"serve": cmd_serve, "show": cmd_show, "check": cmd_check}
@@ -152,7 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("default", category=ConfigWarning)
         warnings.showwarning = _show_warning
         try:
-            return COMMANDS[args.command](args, _overrides(args.vars))
+            overrides = _overrides(args.vars)
+            for key in deploy.unused_overrides(args.config, overrides):
+                warnings.warn(ConfigWarning(
+                    f"{key}={overrides[key]!r} sets a variable {args.config} never uses "
+                    f"(no [DEFAULT] {key}, no %({key})s, no 'get ... = {key}'): a typo?"))
+            return COMMANDS[args.command](args, overrides)
         except StackError as exc:
             print(f"stack: error: {exc}", file=sys.stderr)
             return 1

@@ -19,12 +19,13 @@ lacks:
   drops the section's value unless it is written ``set key = ...``) gives a
   :class:`~stack.errors.ConfigWarning` naming both places.
 
->>> app = load("config/demo.ini", port="8080")
+>>> app = load("config/demo.ini", http_port="8080")
 >>> server = load_server("config/demo.ini")
 >>> server(app)
 """
 from __future__ import annotations
 
+import ast
 import configparser
 import importlib.metadata
 import logging.config
@@ -42,6 +43,7 @@ from stack.types import WSGIApp
 
 _ENV_VAR = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECTION_LINE = re.compile(r"\[([^\]]+)\]")
+_OPTION_IN_MESSAGE = re.compile(r"\boption '([^']+)'")
 _OPTION_LINE = re.compile(r"([^\s=:#;\[][^=:]*?)\s*[=:]")
 
 
@@ -133,6 +135,8 @@ class _Parser(loadwsgi.NicerConfigParser):
             self.read_string(text, source=filename)
         except configparser.Error as exc:
             raise _syntax_error(filename, exc) from None
+        # What the file itself puts in [DEFAULT] (before any override).
+        self._defaults_read = {key for key in self._defaults if key not in defaults}
 
 
 def _syntax_error(filename: str, exc: configparser.Error) -> ConfigError:
@@ -146,6 +150,13 @@ def _syntax_error(filename: str, exc: configparser.Error) -> ConfigError:
         message = f"section [{exc.section}] is given twice"
     elif isinstance(exc, configparser.MissingSectionHeaderError):
         message = "the file must start with a [section] header"
+    elif isinstance(exc, configparser.ParsingError) and getattr(exc, "errors", None):
+        text = exc.errors[0][1]  # configparser keeps the line's repr
+        try:
+            text = repr(ast.literal_eval(text).strip())
+        except (ValueError, SyntaxError):
+            pass
+        message = f"cannot read the line {text}: expected 'name = value' or a [section]"
     return ConfigError(message, filename=filename, line=line)
 
 
@@ -173,8 +184,14 @@ class _LocatedContext(loadwsgi.LoaderContext):
                 parser, section = self._place(exc.option)
                 exc.locate(parser.filename, section, parser.lines.line(section, exc.option))
             raise
-        except (TypeError, ValueError, LookupError, ImportError) as exc:
-            parser, section = self.where[0]
+        except (TypeError, ValueError, LookupError, ImportError, AttributeError) as exc:
+            named = _OPTION_IN_MESSAGE.search(str(exc))
+            option = named.group(1) if named else None
+            parser, section = self._place(option)
+            if option is not None and option in parser._sections.get(section, {}):  # type: ignore[attr-defined]
+                raise ConfigError(str(exc), option=option, section=section,
+                                  filename=parser.filename,
+                                  line=parser.lines.line(section, option)) from exc
             raise ConfigError(
                 f"could not build it: {type(exc).__name__}: {exc}",
                 section=section, filename=parser.filename,
@@ -197,6 +214,7 @@ class _Loader(loadwsgi.ConfigLoader):
         self.parser = _Parser(path, text, defaults)
         self.overrides = dict(overrides or {})
         self.update_defaults(self.overrides, overwrite=True)
+        self.text = text
 
     def get_context(self, object_type: Any, name: str | None = None,
                     global_conf: dict[str, Any] | None = None) -> Any:
@@ -204,13 +222,18 @@ class _Loader(loadwsgi.ConfigLoader):
             return self._absolute_context(object_type, name, global_conf)
         section = self.find_config_section(object_type, name=name)
         self._warn_default_overrides(section)
+        if section.startswith("pipeline:") and not self.parser.get(section, "pipeline",
+                                                                    fallback="x").split():
+            raise ConfigError("the pipeline is empty: list the filters, then the app",
+                              option="pipeline", section=section, filename=self.filename,
+                              line=self.parser.lines.line(section, "pipeline"))
         self._check_gets(section, global_conf)
         try:
             context = super().get_context(object_type, name, global_conf)
         except ConfigError as exc:
             exc.locate(self.filename, section, self.parser.lines.line(section, exc.option or "use"))
             raise
-        except (LookupError, ImportError, ValueError, TypeError) as exc:
+        except (LookupError, ImportError, ValueError, TypeError, AttributeError) as exc:
             raise ConfigError(
                 f"{exc}", section=section, filename=self.filename,
                 line=self.parser.lines.line(section, "use")) from exc
@@ -280,9 +303,10 @@ class _Loader(loadwsgi.ConfigLoader):
                 where = f"[DEFAULT] (line {self.parser.lines.line('DEFAULT', key)})"
             warnings.warn(ConfigWarning(
                 f"{self.filename}:{self.parser.lines.line(section, key)} [{section}] "
-                f"option {key!r} is ignored: {where} sets {key!r} too, and PasteDeploy "
-                f"lets the global value win; write 'set {key} = ...' to change the global "
-                f"value, or rename one of them"), stacklevel=2)
+                f"option {key!r} is ignored: {where} sets {key!r} too, and PasteDeploy then "
+                f"passes neither value to this section (the option's default applies); "
+                f"take the global with 'get {key} = {key}', change it with 'set {key} = ...', "
+                f"or rename one of them"), stacklevel=2)
 
 
 def _check_entry_point(object_type: Any, spec: str) -> None:
@@ -342,11 +366,22 @@ def load_server(config: str | os.PathLike[str], name: str | None = None, *,
     ``server_options`` replace options of the server section itself (the
     CLI's ``--host``/``--port``); ``overrides`` replace ``[DEFAULT]`` variables.
     """
-    path, name = _split_uri(config, name)
+    path, _ = _split_uri(config, None)  # a #fragment names the app, not the server
     loader = _Loader(path, _stringify(overrides))
-    context = loader.get_context(loadwsgi.SERVER, name, loader.overrides)
+    context = loader.get_context(loadwsgi.SERVER, name or "main", loader.overrides)
     context.local_conf.update(server_options or {})
     return context.create()
+
+
+def unused_overrides(config: str | os.PathLike[str], overrides: dict[str, Any]) -> list[str]:
+    """The override names the file never reads: not in its ``[DEFAULT]``, no
+    ``%(name)s``, no ``get … = name`` (likely typos on a command line; a factory
+    reading ``global_conf`` directly could still use them)."""
+    path, _ = _split_uri(config, None)
+    loader = _Loader(path)
+    return [key for key in overrides
+            if key not in loader.parser._defaults_read and f"%({key})s" not in loader.text
+            and not re.search(rf"^get\s+\S+\s*[=:]\s*{re.escape(key)}\s*$", loader.text, re.M)]
 
 
 def sections(config: str | os.PathLike[str]) -> list[str]:
@@ -376,4 +411,4 @@ def setup_logging(config: str | os.PathLike[str], **overrides: Any) -> bool:
     return True
 
 
-__all__ = ["load", "load_server", "setup_logging", "sections", "expand_env"]
+__all__ = ["load", "load_server", "setup_logging", "sections", "expand_env", "unused_overrides"]

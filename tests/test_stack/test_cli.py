@@ -169,3 +169,61 @@ def test_serve_on_a_port_in_use_is_one_clear_line(tmp_path, capsys):
         assert main(["serve", str(path), "--port", str(port)]) == 1
     err = capsys.readouterr().err
     assert err.strip() == f"stack: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_check_finds_a_bad_logging_section_and_leaves_logging_alone(tmp_path, capsys):
+    import logging
+
+    path = write(tmp_path, SITE + """
+[loggers]
+keys = root
+
+[handlers]
+keys = console
+
+[formatters]
+keys =
+
+[logger_root]
+level = INFOO
+handlers = console
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+""")
+    root_handlers = list(logging.getLogger().handlers)
+    assert main(["check", str(path)]) == 1
+    assert "bad logging configuration" in capsys.readouterr().err
+    assert logging.getLogger().handlers == root_handlers
+
+
+def test_a_command_line_variable_the_file_never_reads_is_flagged(tmp_path, capsys):
+    path = write(tmp_path, SITE)
+    assert main(["check", str(path), "wrod=x"]) == 0
+    assert "wrod='x' sets a variable" in capsys.readouterr().err
+    assert main(["check", str(path), "word=x"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_the_app_fragment_does_not_pick_the_server(tmp_path, capsys):
+    path = write(tmp_path, SITE)
+    assert main(["check", f"{path}#app"]) == 0
+    assert "served by server 'main'" in capsys.readouterr().out
+
+
+def test_call_typo_is_one_clear_line(tmp_path, capsys):
+    path = write(tmp_path, "[app:main]\nuse = call:stack_examples.demo:hom_factory\n")
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"stack: error: {path}:2 [app:main]: ") and "hom_factory" in err
+    assert "Traceback" not in err
+
+
+def test_empty_pipeline_and_unreadable_line(tmp_path, capsys):
+    path = write(tmp_path, "[pipeline:main]\npipeline =\n")
+    assert main(["check", str(path)]) == 1
+    assert "the pipeline is empty" in capsys.readouterr().err
+    path.write_text("[app:main]\nuse = egg:stack#mount\nlevel 6\n")
+    assert main(["check", str(path)]) == 1
+    assert "cannot read the line 'level 6'" in capsys.readouterr().err
