@@ -56,21 +56,24 @@ class Cascade:
     def __init__(self, apps: Sequence[WSGIApp], *, catch: Iterable[int] = (404, 405),
                  spool_size: int = SPOOL_SIZE) -> None:
         if isinstance(apps, (str, bytes)) or not isinstance(apps, Iterable):
-            raise ValueError(f"apps must be a sequence of WSGI apps, got {apps!r}")
+            raise ValueError(f"option 'apps': expected a sequence of WSGI apps, got {apps!r}")
         self.apps = list(apps)
         if not self.apps:
-            raise ValueError("apps must name at least one WSGI app")
+            raise ValueError("option 'apps': name at least one WSGI app")
         for app in self.apps:
             if not callable(app):
-                raise ValueError(f"apps: each app must be a WSGI app (a callable), got {app!r}")
+                raise ValueError(f"option 'apps': each app must be a WSGI app (a callable), "
+                                 f"got {app!r}")
         if isinstance(catch, (str, bytes)) or not isinstance(catch, Iterable):
-            raise ValueError(f"catch must be a collection of status codes, got {catch!r}")
+            raise ValueError(f"option 'catch': expected a collection of status codes, got {catch!r}")
         codes = list(catch)
         for code in codes:
             if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
-                raise ValueError(f"catch: status codes must be ints from 100 to 599, got {code!r}")
+                raise ValueError(f"option 'catch': status codes must be ints from 100 to 599, "
+                                 f"got {code!r}")
         if isinstance(spool_size, bool) or not isinstance(spool_size, int) or spool_size < 0:
-            raise ValueError(f"spool_size must be an int >= 0 (bytes), got {spool_size!r}")
+            raise ValueError(f"option 'spool_size': expected an int >= 0 (bytes), "
+                             f"got {spool_size!r}")
         self.catch = tuple(sorted(set(codes)))
         self.spool_size = spool_size
         self._catch = frozenset(codes)

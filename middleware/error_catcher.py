@@ -89,7 +89,7 @@ from functools import partial
 from typing import Any, Callable, Iterable, Iterator
 from wsgiref.util import request_uri
 
-from stack.options import as_bool, as_duration, as_list, as_str, convert_options
+from stack.options import as_bool, as_duration, as_list, as_str, check_bool, convert_options
 from stack.types import Environ, ExcInfo, StartResponse, WSGIApp
 
 MASK = "[masked]"
@@ -120,13 +120,21 @@ class ErrorCatcher:
                  smtp_username: str | None = None, smtp_password: str | None = None,
                  from_address: str | None = None, mail_interval: float = 60.0,
                  logger: str = "stack.errors") -> None:
-        if not isinstance(debug, bool):
-            raise ValueError(f"debug: expected a bool, got {debug!r}")
-        addresses = [error_email] if isinstance(error_email, str) else list(error_email)
+        check_bool(debug, "debug")
+        if isinstance(error_email, str):
+            addresses = [error_email]
+        elif isinstance(error_email, Iterable) and not isinstance(error_email, bytes):
+            addresses = list(error_email)
+        else:
+            addresses = [error_email]  # refused just below
         if any(not isinstance(a, str) or "@" not in a or _CONTROL.search(a) for a in addresses):
-            raise ValueError(f"error_email: expected e-mail addresses, got {error_email!r}")
+            raise ValueError(f"option 'error_email': expected e-mail addresses, got {error_email!r}")
         if not isinstance(logger, str) or not logger:
-            raise ValueError(f"logger: expected a logger name, got {logger!r}")
+            raise ValueError(f"option 'logger': expected a logger name, got {logger!r}")
+        # The mail options are checked even without error_email: a mistake in
+        # them shows now, not on the day mail is switched on.
+        _check_mail_options(smtp_server, smtp_tls, smtp_username, smtp_password,
+                            from_address, mail_interval)
         self.app = app
         self.debug = debug
         self.logger = logging.getLogger(logger)
@@ -464,15 +472,9 @@ class Mailer:
                  username: str | None = None, password: str | None = None,
                  from_address: str | None = None, interval: float = 60.0,
                  logger: logging.Logger | None = None) -> None:
-        host, _, port = server.strip().rpartition(":") if ":" in server else (server.strip(), "", "25")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"smtp_server: expected 'host' or 'host:port', got {server!r}")
-        if not isinstance(interval, (int, float)) or isinstance(interval, bool) or interval < 0:
-            raise ValueError(f"mail_interval: expected seconds >= 0, got {interval!r}")
-        if (username is None) != (password is None):
-            raise ValueError("smtp_username and smtp_password: give both or neither")
-        self.to, self.host, self.port = to, host, int(port)
-        self.tls, self.username, self.password = bool(tls), username, password
+        host, port = _check_mail_options(server, tls, username, password, from_address, interval)
+        self.to, self.host, self.port = to, host, port
+        self.tls, self.username, self.password = tls, username, password
         self.from_address = from_address or f"stack@{socket.gethostname()}"
         self.interval = float(interval)
         self.logger = logger or logging.getLogger("stack.errors")
@@ -531,6 +533,32 @@ class Mailer:
             if self.username is not None:
                 smtp.login(self.username, self.password or "")
             smtp.send_message(message)
+
+
+def _check_mail_options(server: Any, tls: Any, username: Any, password: Any,
+                        from_address: Any, interval: Any) -> tuple[str, int]:
+    """Refuse a bad mail option with a ValueError naming it; ``(host, port)`` of ``server``."""
+    if not isinstance(server, str):
+        raise ValueError(f"option 'smtp_server': expected 'host' or 'host:port', got {server!r}")
+    text = server.strip()
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", "25")
+    if (not host or _CONTROL.search(host) or any(c.isspace() for c in host)
+            or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536):
+        raise ValueError(f"option 'smtp_server': expected 'host' or 'host:port' "
+                         f"(port 1-65535), got {server!r}")
+    check_bool(tls, "smtp_tls")
+    for option, value in (("smtp_username", username), ("smtp_password", password),
+                          ("from_address", from_address)):
+        if value is not None and (not isinstance(value, str) or _CONTROL.search(value)):
+            raise ValueError(f"option {option!r}: expected a str without control characters "
+                             f"or None, got {value!r}")
+    if (username is None) != (password is None):
+        given = "smtp_username" if password is None else "smtp_password"
+        raise ValueError(f"option {given!r}: give smtp_username and smtp_password both or "
+                         "neither")
+    if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not interval >= 0:
+        raise ValueError(f"option 'mail_interval': expected seconds >= 0, got {interval!r}")
+    return host, int(port)
 
 
 OPTIONS = {

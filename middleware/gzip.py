@@ -182,7 +182,7 @@ class Gzip:
         self.mime_types = _check_mime_types(mime_types)
         self.encodings = _check_encodings(encodings)
         if flush not in FLUSH_POLICIES:
-            raise ValueError(f"Gzip option 'flush': expected one of "
+            raise ValueError(f"option 'flush': expected one of "
                              f"{', '.join(FLUSH_POLICIES)}, got {flush!r}")
         self.flush = flush
         self._exact = frozenset(t for t in self.mime_types if not t.endswith("/*"))
@@ -397,17 +397,17 @@ def _check_int(option: str, value: Any, minimum: int, maximum: int | None) -> in
     if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
             or (maximum is not None and value > maximum)):
         bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"Gzip option {option!r}: expected an integer {bounds}, got {value!r}")
+        raise ValueError(f"option {option!r}: expected an integer {bounds}, got {value!r}")
     return value
 
 
 def _check_list(option: str, value: Any, example: str) -> tuple[str, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise ValueError(f"Gzip option {option!r}: expected a list of strings such as "
+        raise ValueError(f"option {option!r}: expected a list of strings such as "
                          f"{example}, got {value!r}")
     items = tuple(value)
     if not items or not all(isinstance(item, str) for item in items):
-        raise ValueError(f"Gzip option {option!r}: expected a non-empty list of strings "
+        raise ValueError(f"option {option!r}: expected a non-empty list of strings "
                          f"such as {example}, got {value!r}")
     return items
 
@@ -417,7 +417,7 @@ def _check_mime_types(value: Any) -> tuple[str, ...]:
         "mime_types", value, "['text/*', 'application/json']"))
     for item in types:
         if not _MIME.match(item):
-            raise ValueError(f"Gzip option 'mime_types': {item!r} is not a media type "
+            raise ValueError(f"option 'mime_types': {item!r} is not a media type "
                              f"such as 'text/html' or 'text/*'")
     return types
 
@@ -427,14 +427,14 @@ def _check_encodings(value: Any) -> tuple[str, ...]:
         "encodings", value, "['gzip'] or ['br', 'gzip']"))
     for coding in codings:
         if coding not in ENCODINGS:
-            raise ValueError(f"Gzip option 'encodings': unknown coding {coding!r}; "
+            raise ValueError(f"option 'encodings': unknown coding {coding!r}; "
                              f"expected some of {', '.join(ENCODINGS)}")
         package, module = _PACKAGES.get(coding, ("", zlib))
         if module is None:
-            raise ValueError(f"Gzip option 'encodings': {coding!r} needs the {package!r} "
+            raise ValueError(f"option 'encodings': {coding!r} needs the {package!r} "
                              f"package, which is not installed")
     if len(set(codings)) != len(codings):
-        raise ValueError(f"Gzip option 'encodings': {value!r} names a coding twice")
+        raise ValueError(f"option 'encodings': {value!r} names a coding twice")
     return codings
 
 
@@ -450,7 +450,12 @@ OPTIONS = {
 def filter_factory(global_conf: dict[str, Any], **local_conf: str) -> Callable[[WSGIApp], Gzip]:
     """PasteDeploy ``paste.filter_factory`` for ``use = egg:stack#gzip``."""
     options = convert_options(local_conf, OPTIONS)
+    Gzip(_no_app, **options)  # reject a bad value (an unknown coding) when the file is loaded
     return lambda app: Gzip(app, **options)
+
+
+def _no_app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    raise RuntimeError("placeholder app")
 
 
 __all__ = ["Gzip", "negotiate", "filter_factory", "DEFAULT_MIME_TYPES", "FLUSH_POLICIES",

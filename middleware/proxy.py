@@ -113,7 +113,7 @@ from urllib.parse import quote, urlsplit
 
 from stack.errors import ConfigError, HeaderError, StackError
 from stack.options import (as_bool, as_choice, as_duration, as_int, as_list, as_size, as_str,
-                           convert_options)
+                           check_bool, convert_options)
 from stack.types import Environ, Headers, StartResponse
 from stack.wsgi import check_header, check_status
 
@@ -185,7 +185,10 @@ class Backend:
     """One backend: where it is, its idle connections, load and health."""
 
     def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:  # e.g. an unclosed '[' of an IPv6 address
+            raise ValueError(f"option 'backends': {url!r} is not a URL: {exc}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"option 'backends': {url!r} is not an http:// or https:// URL")
         if parts.query or parts.fragment or parts.username or parts.password:
@@ -285,8 +288,11 @@ class Proxy:
         if health_check is not None and (not isinstance(health_check, str)
                                          or not health_check.startswith("/")):
             raise ValueError(f"option 'health_check': got {health_check!r}, expected a path like '/healthz'")
-        self.preserve_host, self.x_forwarded, self.forwarded = preserve_host, x_forwarded, forwarded
-        self.rewrite_location, self.rewrite_cookie_path = rewrite_location, rewrite_cookie_path
+        self.preserve_host = check_bool(preserve_host, "preserve_host")
+        self.x_forwarded = check_bool(x_forwarded, "x_forwarded")
+        self.forwarded = check_bool(forwarded, "forwarded")
+        self.rewrite_location = check_bool(rewrite_location, "rewrite_location")
+        self.rewrite_cookie_path = check_bool(rewrite_cookie_path, "rewrite_cookie_path")
         self.connect_timeout, self.read_timeout = float(connect_timeout), float(read_timeout)
         self.max_fails, self.fail_timeout, self.retries = max_fails, float(fail_timeout), retries
         self.pool_size, self.buffer_size = pool_size, buffer_size

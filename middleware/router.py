@@ -35,10 +35,11 @@ interpolation applies: write ``%%`` for a literal ``%``.
 - ``{name}`` or ``{name:str}`` one non-empty segment; ``{name:int}`` digits,
   given to the app as an ``int``; ``{name:path}`` the rest of the path (one
   or more segments, only last); ``{name:REGEX}`` a segment the regex
-  matches whole, e.g. ``{year:\\d{4}}``. A segment may mix text and
-  parameters: ``/v{version:int}``, ``/{name}.{ext}``; such a segment with
-  a ``{name:REGEX}`` in it never matches a request segment longer than 256
-  characters (the cost of a miss stays bounded).
+  matches whole, e.g. ``{year:\\d{4}}``; a bare word that is no type
+  (``{id:integer}``) is an error, not a regex matching that word. A segment
+  may mix text and parameters: ``/v{version:int}``, ``/{name}.{ext}``; such
+  a segment with a ``{name:REGEX}`` in it never matches a request segment
+  longer than 256 characters (the cost of a miss stays bounded).
 - A pattern ending in ``/...`` consumes its matched prefix: the prefix moves
   to ``SCRIPT_NAME`` and the app gets the rest as ``PATH_INFO``, so mounted
   frameworks and nested routers build correct URLs.
@@ -53,7 +54,9 @@ interpolation applies: write ``%%`` for a literal ``%``.
 
 Responses the router gives itself: 404 when no pattern matches (or
 ``not_found_app``), 405 with ``Allow`` when the path matches but the method
-does not, 204 with ``Allow`` for ``OPTIONS`` when no route takes it. ``HEAD``
+does not, 204 with ``Allow`` for ``OPTIONS`` when no route takes it. A
+method outside GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT and
+TRACE (a typo such as ``GTE``) works, but gives a ``ConfigWarning``. ``HEAD``
 goes to a ``HEAD`` route, else to the ``GET`` route (body dropped), else to
 ``*``. A path holding a ``.`` or ``..`` segment never matches (404): put
 :class:`~middleware.mount.Mount` in front to resolve them.
@@ -67,22 +70,27 @@ meant to race with requests.
 from __future__ import annotations
 
 import re
+import sys
+import warnings
 from contextvars import ContextVar
 from functools import partial
 from typing import Any, Callable, Iterable, Iterator, Sequence
 from urllib.parse import quote, urlencode
 
-from stack.errors import ConfigError, suggest
+from stack.errors import ConfigError, ConfigWarning, suggest
 from stack.options import as_choice, as_str, convert_options
 from stack.types import Environ, StartResponse, WSGIApp
 from stack.wsgi import ClosingIterator, call_app
 
 TRAILING_SLASH = ("redirect", "strict", "ignore")
+TYPES = ("str", "int", "path")  # parameter types; {name:ANYTHING_ELSE} is a regex
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
 ROUTING_ARGS = "wsgiorg.routing_args"
 ROUTE_NAME = "stack.route_name"
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Z]+\Z")
+_REGEX_SIGN = re.compile(r"[\\\[\](){}.*+?|^$]")  # a spec holding one of these is a regex
 _SEGMENT_SAFE = "!$&'()*+,;=:@~"
 _INT_DIGITS = 64  # longer digit runs are no int (int() of huge strings is slow)
 # Longer segments never match a mixed segment holding a {x:REGEX}: the lazy
@@ -124,7 +132,7 @@ def _split(pattern: str) -> list[str]:
     return parts
 
 
-def _pieces(segment: str) -> list[str | _Param]:
+def _pieces(segment: str, pattern: str = "") -> list[str | _Param]:
     """``"v{n:int}.json"`` -> ``["v", _Param("n", "int"), ".json"]``."""
     pieces: list[str | _Param] = []
     index = 0
@@ -140,17 +148,23 @@ def _pieces(segment: str) -> list[str | _Param]:
             depth += {"{": 1, "}": -1}.get(segment[end], 0)
             if depth == 0:
                 break
-        pieces.append(_param(segment[start + 1:end]))
+        pieces.append(_param(segment[start + 1:end], pattern))
         index = end + 1
     return pieces
 
 
-def _param(text: str) -> _Param:
+def _param(text: str, pattern: str = "") -> _Param:
     name, _, spec = text.partition(":")
     if not _NAME.match(name):
         raise ValueError(f"{name!r} is not a parameter name")
-    if spec in ("", "str", "int", "path"):
+    if spec in ("", *TYPES):
         return _Param(name, spec or "str")
+    if not _REGEX_SIGN.search(spec):  # a bare word: a mistyped type, not a one-word regex
+        hint = suggest(spec.lower(), TYPES).partition("known:")[0]  # "did you mean 'int'? "
+        where = pattern or "{" + text + "}"
+        raise ValueError(f"unknown parameter type {spec!r} in {where!r}"
+                         f"{'; ' + hint if hint else ' '}"
+                         f"(types: {', '.join(TYPES)}; anything else must be a regex)")
     try:
         re.compile(spec)
     except re.error as exc:
@@ -170,7 +184,7 @@ def parse_pattern(pattern: str) -> tuple[list[list[str | _Param]], bool]:
         raise ValueError("control characters are not allowed")
     prefix = pattern == "/..." or pattern.endswith("/...")
     body = pattern[1:-4] if prefix else pattern[1:]
-    segments = [_pieces(part) for part in _split(body)] if (body or not prefix) else []
+    segments = [_pieces(part, pattern) for part in _split(body)] if (body or not prefix) else []
     names: list[str] = []
     for index, pieces in enumerate(segments):
         if pieces in (["."], [".."], ["..."]):
@@ -335,6 +349,12 @@ class Route:
                  name: str | None = None) -> None:
         self.methods = _parse_methods(methods)
         self.label = f"{','.join(self.methods)} {pattern}"
+        for method in self.methods:
+            if method != "*" and method not in METHODS:
+                warnings.warn(ConfigWarning(
+                    f"route {self.label!r}: {method!r} is not a standard HTTP method "
+                    f"({suggest(method, METHODS)}); only requests using exactly it match"),
+                    stacklevel=_caller_level())
         try:
             self.segments, self.prefix = parse_pattern(pattern)
         except ValueError as exc:
@@ -385,6 +405,14 @@ def _format(piece: str | _Param, params: dict[str, Any]) -> str:
     if piece.kind == "re" and not re.fullmatch(piece.regex, text):
         raise ValueError(f"parameter {piece.name!r}: {text!r} does not match {piece.regex!r}")
     return quote(text, safe=_SEGMENT_SAFE)
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside this module (for a warning)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _parse_methods(methods: str | Iterable[str]) -> tuple[str, ...]:
@@ -557,12 +585,12 @@ class Router:
     def __init__(self, routes: Iterable[Sequence[Any]] = (), *, trailing_slash: str = "redirect",
                  root: str = "", not_found_app: WSGIApp | None = None) -> None:
         if trailing_slash not in TRAILING_SLASH:
-            raise ValueError(f"trailing_slash must be one of {', '.join(TRAILING_SLASH)}, "
+            raise ValueError(f"option 'trailing_slash': expected one of {', '.join(TRAILING_SLASH)}, "
                              f"got {trailing_slash!r}")
         if not isinstance(root, str) or (root and not root.startswith("/")):
-            raise ValueError(f"root must be '' or a path starting with '/', got {root!r}")
+            raise ValueError(f"option 'root': expected '' or a path starting with '/', got {root!r}")
         if not_found_app is not None and not callable(not_found_app):
-            raise ValueError(f"not_found_app must be a WSGI app (a callable), "
+            raise ValueError(f"option 'not_found_app': expected a WSGI app (a callable), "
                              f"got {not_found_app!r}")
         self.trailing_slash, self.root = trailing_slash, root.rstrip("/")
         self.not_found_app = not_found_app

@@ -58,7 +58,7 @@ from webob.datetime_utils import parse_date, serialize_date
 from webob.etag import ETagMatcher
 
 from stack.errors import ConfigError
-from stack.options import as_bool, as_int, as_size, as_str, convert_options
+from stack.options import as_bool, as_int, as_size, as_str, check_bool, convert_options
 from stack.types import Environ, Headers, StartResponse
 from stack.wsgi import check_header
 
@@ -271,25 +271,26 @@ class Static:
         try:
             root = os.path.realpath(os.fspath(directory))
         except (TypeError, ValueError):  # not a path; a NUL byte
-            raise ValueError(f"directory must be a path, got {directory!r}") from None
+            raise ValueError(f"option 'directory': expected a path, got {directory!r}") from None
         if not os.path.isdir(root):
-            raise ValueError(f"directory {os.fspath(directory)!r} is not an existing directory")
+            raise ValueError(f"option 'directory': {os.fspath(directory)!r} is not an existing "
+                             "directory")
         if index is not None and (not isinstance(index, str) or not index
                                   or split_path("/" + index, allow_hidden=True) != [index]):
-            raise ValueError(f"index must be a plain file name or None, got {index!r}")
+            raise ValueError(f"option 'index': expected a plain file name or None, got {index!r}")
         if cache_control is not None:
             if not isinstance(cache_control, str) or not cache_control.strip():
-                raise ValueError(f"cache_control must be a non-empty str or None, got {cache_control!r}")
+                raise ValueError(f"option 'cache_control': expected a non-empty str or None, "
+                                 f"got {cache_control!r}")
             try:
                 check_header("Cache-Control", cache_control)
             except ValueError as exc:
-                raise ValueError(f"cache_control: {exc}") from None
-        for name, value in (("allow_symlinks_out", allow_symlinks_out), ("allow_hidden", allow_hidden)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{name} must be a bool, got {value!r}")
+                raise ValueError(f"option 'cache_control': {exc}") from None
+        check_bool(allow_symlinks_out, "allow_symlinks_out")
+        check_bool(allow_hidden, "allow_hidden")
         for name, value in (("max_ranges", max_ranges), ("block_size", block_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+                raise ValueError(f"option {name!r}: expected an int >= 1, got {value!r}")
         self.directory = root
         self.index = index
         self.cache_control = cache_control

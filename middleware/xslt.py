@@ -75,7 +75,7 @@ from lxml import etree
 
 from stack.errors import ConfigError, StackError, WriteLimitError
 from stack.options import (as_bool, as_choice, as_duration, as_int, as_list, as_size, as_str,
-                           convert_options)
+                           check_bool, convert_options)
 from stack.types import Environ, Headers, StartResponse, WSGIApp
 from stack.wsgi import AppResponse, ClosingIterator, add_vary, call_app, remove_header, set_header
 
@@ -307,8 +307,11 @@ def parse_param(name: str, source: str) -> tuple[str, str]:
     >>> parse_param("site", "'My shop'")
     ('literal', 'My shop')
     """
-    if not _PARAM_NAME.match(name):
+    if not isinstance(name, str) or not _PARAM_NAME.match(name):
         raise ValueError(f"option 'params': {name!r} is not an XSLT parameter name")
+    if not isinstance(source, str):
+        raise ValueError(f"option 'params': {name} = {source!r}: expected a str such as "
+                         "'query:ARG' or \"'literal'\"")
     text = source.strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         return "literal", text[1:-1]
@@ -377,12 +380,18 @@ class XSLT:
                  check_interval: float = 2.0, max_bytes: int = MAX_BYTES,
                  on_too_large: str = "error", logger: str = "stack.xslt") -> None:
         self.app = app
-        self.honor_pi, self.subrequest_stylesheets = bool(honor_pi), bool(subrequest_stylesheets)
+        self.honor_pi = check_bool(honor_pi, "honor_pi")
+        self.subrequest_stylesheets = check_bool(subrequest_stylesheets, "subrequest_stylesheets")
         self.on_refused = _choice("on_refused", on_refused)
         self.on_too_large = _choice("on_too_large", on_too_large)
         self.allowed_dirs = [_directory(path) for path in _strings("allowed_dirs", allowed_dirs)]
         self.content_types = [_media_pattern(t) for t in _strings("content_types", content_types)]
+        if isinstance(statuses, (str, bytes)) or not isinstance(statuses, Iterable):
+            raise ValueError(f"option 'statuses': expected a list of status codes (ints 100-599), "
+                             f"got {statuses!r}")
         self.statuses = frozenset(_status(code) for code in statuses)
+        if params is not None and not isinstance(params, Mapping):
+            raise ValueError(f"option 'params': expected a mapping of NAME to SOURCE, got {params!r}")
         self.params = dict(params or {})
         self._params = [(name, *parse_param(name, source)) for name, source in self.params.items()]
         self._literals = {name: etree.XSLT.strparam(_NOT_XML.sub("\ufffd", arg))
@@ -394,6 +403,10 @@ class XSLT:
             raise ValueError(f"option 'check_interval': expected seconds >= 0, got {check_interval!r}")
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
             raise ValueError(f"option 'max_bytes': expected a positive int, got {max_bytes!r}")
+        if not isinstance(logger, str) or not logger:
+            raise ValueError(f"option 'logger': expected a logger name, got {logger!r}")
+        if stylesheet is not None and not isinstance(stylesheet, (str, os.PathLike)):
+            raise ValueError(f"option 'stylesheet': expected a path, got {stylesheet!r}")
         self.check_interval, self.max_bytes, self.logger = float(check_interval), max_bytes, logger
         self._log = logging.getLogger(logger)
         self._exact = {t for t in self.content_types if "*" not in t}
@@ -405,10 +418,10 @@ class XSLT:
         self._store = _Store(roots, self.check_interval)
         self._main = self._load_main()
         if self._main is None and not self.honor_pi:
-            raise ValueError("give option 'stylesheet' (a path), or 'honor_pi' to use the "
+            raise ValueError("option 'stylesheet': give a path, or set 'honor_pi' to use the "
                              "documents' <?xml-stylesheet?>")
         if self.honor_pi and not (self.allowed_dirs or self.subrequest_stylesheets):
-            raise ValueError("option 'honor_pi' needs 'allowed_dirs' or 'subrequest_stylesheets': "
+            raise ValueError("option 'honor_pi': needs 'allowed_dirs' or 'subrequest_stylesheets', "
                              "otherwise every <?xml-stylesheet?> href is refused")
 
     def _load_main(self) -> _Sheet | None:

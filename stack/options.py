@@ -63,6 +63,18 @@ def as_bool(value: Any, option: str = "value") -> bool:
     raise _bad(option, value, "a boolean (true/false, yes/no, on/off, 1/0)")
 
 
+def check_bool(value: Any, option: str) -> bool:
+    """``value`` itself when it is ``True`` or ``False``; else a ``ValueError`` naming ``option``.
+
+    For the Python side of a middleware: its ``__init__`` takes real bools
+    only, so a string such as ``"false"`` (which is truthy) is refused rather
+    than read as true. INI strings go through :func:`as_bool` first.
+    """
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"option {option!r}: expected True or False, got {value!r}")
+
+
 def _check_range(number: Any, option: str, value: Any, minimum: Any, maximum: Any, kind: str) -> Any:
     if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
         if minimum is not None and maximum is not None:
@@ -180,6 +192,6 @@ def convert_options(conf: Mapping[str, Any], table: Mapping[str, Converter]) -> 
 
 
 __all__ = [
-    "Converter", "as_bool", "as_int", "as_float", "as_size", "as_duration",
+    "Converter", "as_bool", "check_bool", "as_int", "as_float", "as_size", "as_duration",
     "as_list", "as_choice", "as_str", "convert_options",
 ]

@@ -184,8 +184,15 @@ def test_steps_aside_when_the_logger_drops_info():
 
 @pytest.mark.parametrize("fmt", ["%Z", "%{x}s", "50%", "", "%{Referer"], ids=repr)
 def test_bad_format_names_the_option(fmt):
-    with pytest.raises(ValueError, match="format"):
+    # the message starts with the option, so the loader can point at its line
+    with pytest.raises(ValueError, match="^option 'format': "):
         AccessLog(text_app(), format=fmt)
+
+
+@pytest.mark.parametrize("logger", ["", None, 3])
+def test_bad_logger_names_the_option(logger):
+    with pytest.raises(ValueError, match="^option 'logger': "):
+        AccessLog(text_app(), logger=logger)
 
 
 def test_factory(lines):

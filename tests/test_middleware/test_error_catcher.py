@@ -312,10 +312,63 @@ def test_preferred_form(accept, form):
     ({"error_email": "a@b.c", "mail_interval": -1}, "mail_interval"),
     ({"error_email": "a@b.c", "smtp_username": "u"}, "smtp_username"),
     ({"logger": ""}, "logger"),
+    ({"error_email": "a@b.c", "smtp_tls": "false"}, "smtp_tls"),
+    ({"error_email": "a@b.c", "smtp_password": "p"}, "smtp_password"),
+    ({"error_email": 5}, "error_email"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_bad_options_name_the_option(options, option):
-    with pytest.raises(ValueError, match=option):
+    # the message starts with the option, so the loader can point at its line
+    with pytest.raises(ValueError, match=f"^option '{option}': "):
         ErrorCatcher(raising_app, **options)
+
+
+@pytest.mark.parametrize("option", ["debug", "smtp_tls"])
+@pytest.mark.parametrize("value", ["false", "true", 0, 1, None])
+def test_bool_options_take_real_bools_only(option, value):
+    # 'false' is a truthy str: smtp_tls='false' used to turn STARTTLS on
+    with pytest.raises(ValueError) as info:
+        ErrorCatcher(raising_app, error_email="a@b.c", **{option: value})
+    assert str(info.value) == f"option {option!r}: expected True or False, got {value!r}"
+
+
+def test_smtp_tls_keeps_real_bools():
+    assert ErrorCatcher(raising_app, error_email="a@b.c", smtp_tls=True).mailer.tls is True
+    assert ErrorCatcher(raising_app, error_email="a@b.c", smtp_tls=False).mailer.tls is False
+
+
+@pytest.mark.parametrize("options, option", [
+    ({"smtp_server": "host:port"}, "smtp_server"),
+    ({"smtp_server": "host:0"}, "smtp_server"),
+    ({"smtp_server": "host:65536"}, "smtp_server"),
+    ({"smtp_server": ":25"}, "smtp_server"),
+    ({"smtp_server": ""}, "smtp_server"),
+    ({"smtp_username": "u"}, "smtp_username"),
+    ({"smtp_password": "p"}, "smtp_password"),
+    ({"smtp_tls": "yes"}, "smtp_tls"),
+    ({"mail_interval": -1}, "mail_interval"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_mail_options_are_checked_without_error_email(options, option):
+    # a mistake shows when the file is loaded, not the day error_email is added
+    with pytest.raises(ValueError, match=f"^option '{option}': "):
+        ErrorCatcher(raising_app, **options)
+
+
+@pytest.mark.parametrize("server, host, port", [
+    ("mail.example.com", "mail.example.com", 25), ("127.0.0.1:2525", "127.0.0.1", 2525),
+    ("h:1", "h", 1), ("h:65535", "h", 65535),
+])
+def test_good_smtp_servers_pass_with_or_without_error_email(server, host, port):
+    assert ErrorCatcher(raising_app, smtp_server=server, smtp_username="u",
+                        smtp_password="p").mailer is None
+    mailer = ErrorCatcher(raising_app, error_email="a@b.c", smtp_server=server).mailer
+    assert (mailer.host, mailer.port) == (host, port)
+
+
+def test_ini_mail_options_are_checked_without_error_email():
+    with pytest.raises(ValueError, match="^option 'smtp_server': "):
+        filter_factory({}, smtp_server="host:port")
+    with pytest.raises(ValueError, match="^option 'smtp_username': "):
+        filter_factory({}, smtp_username="u")
 
 
 def test_factory_converts_ini_strings(caplog):

@@ -658,7 +658,8 @@ def test_no_state_is_kept_between_requests_running_at_once() -> None:
     ({"flush": "sometimes"}, "flush"),
 ])
 def test_bad_options_raise_value_error_naming_the_option(options: dict, named: str) -> None:
-    with pytest.raises(ValueError, match=f"'{named}'"):
+    # "option 'NAME': " first (not "Gzip option ..."), so the loader can point at its line
+    with pytest.raises(ValueError, match=f"^option '{named}': "):
         Gzip(app_for(), **options)
 
 
@@ -667,7 +668,7 @@ def test_optional_encodings_need_their_package(monkeypatch: pytest.MonkeyPatch, 
                                                package: str) -> None:
     import middleware.gzip as gzip_mod
     monkeypatch.setitem(gzip_mod._PACKAGES, coding, (package, None))
-    with pytest.raises(ValueError, match=f"{coding!r} needs the {package!r} package"):
+    with pytest.raises(ValueError, match=f"^option 'encodings': {coding!r} needs the {package!r} package"):
         Gzip(app_for(), encodings=["gzip", coding])
 
 
@@ -688,6 +689,12 @@ def test_filter_factory_converts_ini_strings() -> None:
         filter_factory({}, compres_level="9")
     with pytest.raises(ConfigError, match="'level'"):
         filter_factory({}, level="fast")
+
+
+def test_filter_factory_rejects_a_bad_value_before_wrapping() -> None:
+    # when the filter section is built, not later when the pipeline applies it
+    with pytest.raises(ValueError, match="^option 'encodings': unknown coding 'deflate'"):
+        filter_factory({}, encodings="deflate")
 
 
 def page_factory(global_conf: dict, **local_conf: str) -> Callable:

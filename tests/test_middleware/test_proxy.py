@@ -809,8 +809,31 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 ], ids=lambda v: str(v))
 def test_bad_options_name_the_option(options, option):
     options = {"backends": ["http://127.0.0.1:9"], **options}
-    with pytest.raises(ValueError, match=repr(option)):
+    # the message starts with the option, so the loader can point at its line
+    with pytest.raises(ValueError, match=f"^option {option!r}: "):
         Proxy(options.pop("backends"), **options)
+
+
+@pytest.mark.parametrize("option", ["preserve_host", "x_forwarded", "forwarded",
+                                    "rewrite_location", "rewrite_cookie_path"])
+@pytest.mark.parametrize("value", ["false", "true", 0, 1, None])
+def test_bool_options_take_real_bools_only(option, value):
+    # 'false' is a truthy str: it used to be stored as given and act as True
+    with pytest.raises(ValueError) as info:
+        Proxy(["http://127.0.0.1:9"], **{option: value})
+    assert str(info.value) == f"option {option!r}: expected True or False, got {value!r}"
+
+
+def test_bool_options_keep_real_bools():
+    proxy = Proxy(["http://127.0.0.1:9"], preserve_host=True, x_forwarded=False, forwarded=True,
+                  rewrite_location=False, rewrite_cookie_path=False)
+    assert (proxy.preserve_host, proxy.x_forwarded, proxy.forwarded, proxy.rewrite_location,
+            proxy.rewrite_cookie_path) == (True, False, True, False, False)
+
+
+def test_an_unparsable_backend_url_names_the_option():
+    with pytest.raises(ValueError, match="^option 'backends': 'http://\\[::1' is not a URL"):
+        Proxy(["http://[::1"])
 
 
 def test_factory_converts_ini_strings():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 from wsgiref.validate import validator
@@ -12,7 +13,7 @@ from support import call, echo_app, http_get, make_environ
 
 import stack
 from middleware.router import Router, parse_pattern, parse_route_line
-from stack.errors import ConfigError
+from stack.errors import ConfigError, ConfigWarning
 from stack.tree import format_tree
 
 
@@ -170,6 +171,76 @@ def test_bad_patterns(pattern, fragment):
     assert fragment in str(info.value) and repr(pattern) in str(info.value)
 
 
+@pytest.mark.parametrize("pattern, word, hint", [
+    ("/items/{id:integer}", "integer", "; did you mean 'int'? "),
+    ("/items/{id:Int}", "Int", "; did you mean 'int'? "),
+    ("/items/{id:string}", "string", "; did you mean 'str'? "),
+    ("/files/{p:Path}", "Path", "; did you mean 'path'? "),
+    ("/v{n:number}.json", "number", " "),
+    ("/items/{id:digits}", "digits", " "),
+])
+def test_an_unknown_parameter_type_is_an_error_not_a_literal_regex(pattern, word, hint):
+    # {id:integer} used to compile as the regex 'integer', matching only /items/integer
+    with pytest.raises(ConfigError) as info:
+        Router([("GET", pattern, echo_app)])
+    assert info.value.option == "routes"
+    assert str(info.value).endswith(
+        f"unknown parameter type {word!r} in {pattern!r}{hint}"
+        "(types: str, int, path; anything else must be a regex)")
+    with pytest.raises(ValueError, match=f"unknown parameter type {word!r}"):
+        parse_pattern(pattern)
+
+
+@pytest.mark.parametrize("pattern, path, value", [
+    ("/f/{f:json|xml}", "/f/xml", "xml"),
+    ("/y/{y:\\d{4}}", "/y/2024", "2024"),
+    ("/c/{c:[a-z]+}", "/c/abc", "abc"),
+    ("/v/{v:v1.0}", "/v/v1x0", "v1x0"),
+    ("/s/{s:a*}", "/s/aaa", "aaa"),
+    ("/o/{o:(on|off)}", "/o/on", "on"),
+    ("/e/{e:^end$}", "/e/end", "end"),
+    ("/q/{q:colou?r}", "/q/color", "color"),
+])
+def test_a_spec_with_regex_signs_stays_a_regex(pattern, path, value):
+    router = Router([("GET", pattern, named("re"))])
+    data = hit(router, path)
+    assert data["app"] == "re" and list(data["args"][1].values()) == [value]
+
+
+# -- methods -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("methods, odd", [("GTE", "GTE"), ("GET,PSOT", "PSOT"),
+                                          (["FETCH"], "FETCH")])
+def test_a_non_standard_method_warns(methods, odd):
+    with pytest.warns(ConfigWarning, match=f"{odd!r} is not a standard HTTP method"):
+        router = Router([(methods, "/x", echo_app)])
+    # it still works, exactly as written (wsgiref.validate would warn about the method)
+    assert call(router, "/x", odd, validate=False).code == 200
+    assert call(router, "/x", "DELETE").code == 405
+
+
+def test_the_warning_suggests_the_close_method():
+    with pytest.warns(ConfigWarning, match="route 'GTE /x': 'GTE' .*did you mean 'GET'"):
+        Router([("GTE", "/x", echo_app)])
+
+
+def test_standard_methods_and_star_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Router([("get,head,post,put,delete,patch,options,connect,trace", "/a", echo_app),
+                ("*", "/b", echo_app)])
+
+
+def test_ini_non_standard_method_warns(write_ini):
+    path = write_ini("""
+        [composite:main]
+        use = egg:stack#router
+        routes = GTE /users users
+    """)
+    with pytest.warns(ConfigWarning, match="'GTE' is not a standard HTTP method"):
+        stack.load(path)
+
+
 # -- conflicts ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("first, second, word", [
@@ -233,9 +304,10 @@ def test_methods_forms():
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
-    ({"trailing_slash": "sometimes"}, "trailing_slash must be one of redirect, strict, ignore"),
-    ({"root": "api"}, "root must be"),
-    ({"not_found_app": 3}, "not_found_app must be"),
+    ({"trailing_slash": "sometimes"},
+     "^option 'trailing_slash': expected one of redirect, strict, ignore"),
+    ({"root": "api"}, "^option 'root': expected"),
+    ({"not_found_app": 3}, "^option 'not_found_app': expected"),
 ])
 def test_bad_options(kwargs, fragment):
     with pytest.raises(ValueError, match=fragment):
@@ -578,6 +650,8 @@ def test_ini_router(write_ini):
     ("GET users users", "bad route line 'GET users users': a pattern"),
     ("GE;T /users users", "bad route line 'GE;T /users users': bad methods"),
     ("GET /u/{id users", "bad route line 'GET /u/{id users': unbalanced"),
+    ("GET /u/{id:integer} users", "bad route line 'GET /u/{id:integer} users': unknown "
+                                  "parameter type 'integer' in '/u/{id:integer}'; did you mean 'int'?"),
     ("GET /users user", "route line 'GET /users user': duplicate routes: 'GET /users' and "
                         "'GET /users'"),
     ("GET /other user name=users", "route line 'GET /other user name=users': route name 'users'"),

@@ -485,14 +485,23 @@ def test_file_that_shrinks_while_sent_raises(site: Path) -> None:
     ({"block_size": 0}, "block_size"),
 ])
 def test_bad_options_name_the_option(site: Path, options: dict[str, Any], word: str) -> None:
-    with pytest.raises(ValueError, match=word):
+    # the message starts with the option, so the loader can point at its line
+    with pytest.raises(ValueError, match=f"^option '{word}': "):
         Static(site, **options)
 
 
+@pytest.mark.parametrize("option", ["allow_symlinks_out", "allow_hidden"])
+@pytest.mark.parametrize("value", ["false", "true", 0, 1, None])
+def test_bool_options_take_real_bools_only(site: Path, option: str, value: object) -> None:
+    with pytest.raises(ValueError) as info:
+        Static(site, **{option: value})
+    assert str(info.value) == f"option {option!r}: expected True or False, got {value!r}"
+
+
 def test_missing_directory_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="directory"):
+    with pytest.raises(ValueError, match="^option 'directory': .* is not an existing directory"):
         Static(tmp_path / "nope")
-    with pytest.raises(ValueError, match="directory"):
+    with pytest.raises(ValueError, match="^option 'directory': expected a path"):
         Static(None)  # type: ignore[arg-type]
 
 

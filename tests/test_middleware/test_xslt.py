@@ -345,12 +345,33 @@ def test_errors_in_the_app_propagate_and_close(theme: str) -> None:
     ({"statuses": [200, 99]}, "statuses"), ({"statuses": ["200"]}, "statuses"),
     ({"content_types": ["xml"]}, "content_types"), ({"content_types": "text/xml"}, "content_types"),
     ({"check_interval": -1}, "check_interval"), ({"max_bytes": 0}, "max_bytes"),
+    ({"statuses": "200"}, "statuses"), ({"statuses": 200}, "statuses"),
+    ({"params": ["a"]}, "params"), ({"params": {"a": 1}}, "params"), ({"logger": ""}, "logger"),
+    ({"stylesheet": 3}, "stylesheet"),
 ])
 def test_bad_options_name_the_option(theme: str, options: dict, message: str) -> None:
     options = {"stylesheet": theme, **options} if "stylesheet" not in options and options \
         and "honor_pi" not in options else options
-    with pytest.raises(ValueError, match=message):
+    # the message starts with the option, so the loader can point at its line
+    with pytest.raises(ValueError, match=f"^option '{message}': "):
         XSLT(xml_app(), **options)
+
+
+@pytest.mark.parametrize("option", ["honor_pi", "subrequest_stylesheets"])
+@pytest.mark.parametrize("value", ["false", "true", 0, 1, None])
+def test_bool_options_take_real_bools_only(tmp_path: Path, theme: str, option: str,
+                                           value: object) -> None:
+    # 'false' is a truthy str: it used to switch the option on
+    with pytest.raises(ValueError) as info:
+        XSLT(xml_app(), stylesheet=theme, allowed_dirs=[str(tmp_path)], **{option: value})
+    assert str(info.value) == f"option {option!r}: expected True or False, got {value!r}"
+
+
+def test_bool_options_keep_real_bools(tmp_path: Path, theme: str) -> None:
+    on = XSLT(xml_app(), honor_pi=True, subrequest_stylesheets=True)
+    assert on.honor_pi is True and on.subrequest_stylesheets is True
+    off = XSLT(xml_app(), stylesheet=theme, honor_pi=False, subrequest_stylesheets=False)
+    assert off.honor_pi is False and off.subrequest_stylesheets is False
 
 
 # -- caching, reloading, threads ----------------------------------------------------------------

@@ -4,7 +4,7 @@ import pytest
 
 from stack.errors import ConfigError
 from stack.options import (as_bool, as_choice, as_duration, as_float, as_int, as_list,
-                           as_size, as_str, convert_options)
+                           as_size, as_str, check_bool, convert_options)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -23,6 +23,19 @@ def test_bool_rejects(text):
     message = str(info.value)
     assert "'debug'" in message and repr(text) in message and "boolean" in message
     assert info.value.option == "debug" and info.value.value == text
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_check_bool(value):
+    assert check_bool(value, "debug") is value
+
+
+@pytest.mark.parametrize("value", ["false", "true", "", 0, 1, None, [], "no"])
+def test_check_bool_rejects_non_bools(value):
+    # the Python side takes real bools only: the truthy string "false" is no True
+    with pytest.raises(ValueError) as info:
+        check_bool(value, "honor_pi")
+    assert str(info.value) == f"option 'honor_pi': expected True or False, got {value!r}"
 
 
 @pytest.mark.parametrize("text, expected", [("12", 12), (" -3 ", -3), ("1_000", 1000), (7, 7)])
