@@ -218,7 +218,7 @@ def test_a_chunked_body_is_asked_for_from_the_start(serve_gateway, connect) -> N
     body = b"chunked upload " * 700
     peer.sock.sendall(packets.encode_forward_request(
         "POST", "/app/echo", headers=[("Transfer-Encoding", "chunked")], attributes=[]))
-    rest, head, chunks, reuse = body, None, [], None
+    rest, head, chunks, reuse = body, None, [], False
     while (found := peer.packet()) is not None:
         kind, payload = found
         if kind == packets.GET_BODY_CHUNK:
@@ -233,7 +233,7 @@ def test_a_chunked_body_is_asked_for_from_the_start(serve_gateway, connect) -> N
         elif kind == packets.END_RESPONSE:
             reuse = payload[1] == 1
             break
-    assert head and json.loads(b"".join(chunks))["length"] == len(body)
+    assert head and reuse and json.loads(b"".join(chunks))["length"] == len(body)
     # a chunked body the app never reads does not swallow the next request
     head, body2, _ = peer.request("GET", "/app/hello")
     assert (head[0], body2) == (200, gateway_apps.HELLO)
