@@ -141,6 +141,10 @@ class ErrorCatcher:
         self.mailer = Mailer(addresses, smtp_server, tls=smtp_tls, username=smtp_username,
                              password=smtp_password, from_address=from_address,
                              interval=mail_interval, logger=self.logger) if addresses else None
+        # What `stack show` prints (never the password).
+        self.error_email = tuple(addresses)
+        self.smtp_server, self.smtp_tls, self.smtp_username = smtp_server, smtp_tls, smtp_username
+        self.from_address, self.mail_interval = from_address, mail_interval
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         try:

@@ -13,6 +13,7 @@ Configuration errors print one clear line and exit 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -51,8 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"listen port (default {DEFAULT_PORT})")
     serve.add_argument("--reload", action="store_true",
                        help="restart when a Python file or the config changes (hupper)")
-    command("show", "print the built tree: filters, mounts, routes and their options",
-            server=False)
+    command("show", "print the built tree: filters, mounts, routes, the server and their options",
+            server=True)
     command("check", "load the app and server without serving; exit 1 on any error",
             server=True)
     return parser
@@ -123,7 +124,24 @@ def _in_reloader() -> bool:
 def cmd_show(args: argparse.Namespace, overrides: dict[str, str]) -> int:
     app = deploy.load(args.config, args.app, **overrides)
     print(format_tree(app))
+    runner = _load_server(args, overrides)
+    if runner is not None:
+        print(f"server {args.server or 'main'!r}: {describe_runner(runner)}")
     return 0
+
+
+def describe_runner(runner: Any) -> str:
+    """``module.function (option=value, ...)`` for a server runner built from a file."""
+    func = getattr(runner, "func", runner)
+    text = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
+    config = getattr(runner, "keywords", {}).get("config")
+    if config is not None and dataclasses.is_dataclass(config):
+        options = ", ".join(f"{f.name}={getattr(config, f.name)!r}"
+                            for f in dataclasses.fields(config) if f.name != "secret")
+        text += f" ({options})"
+    elif getattr(runner, "keywords", None):
+        text += " (" + ", ".join(f"{k}={v!r}" for k, v in runner.keywords.items()) + ")"
+    return text
 
 
 def cmd_check(args: argparse.Namespace, overrides: dict[str, str]) -> int:

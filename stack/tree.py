@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from typing import Any, Iterator
 
 _MISSING = object()
@@ -35,6 +36,11 @@ def node_options(obj: Any) -> dict[str, Any]:
         return {}
     options = {}
     for param in params:
+        if param.kind is param.POSITIONAL_OR_KEYWORD and param.name not in ("self", "app"):
+            value = getattr(obj, param.name, getattr(obj, "_" + param.name, _MISSING))
+            if isinstance(value, (str, int, float, os.PathLike)):  # e.g. Static's directory
+                options[param.name] = value
+            continue
         if param.kind is not param.KEYWORD_ONLY:
             continue
         value = getattr(obj, param.name, _MISSING)

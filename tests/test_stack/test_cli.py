@@ -95,10 +95,11 @@ def test_show_prints_the_tree(tmp_path, capsys):
     path = write(tmp_path, SITE)
     assert main(["show", str(path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines == [
+    assert lines[:2] == [
         "test_stack.deploy_fakes.Tag (name='outer')",
         "  test_stack.deploy_fakes.Hello (greeting='hello', debug=False, count=2)",
     ]
+    assert lines[2].startswith("server 'main': stack.server._serve_config (host='127.0.0.1'")
 
 
 def test_warnings_are_printed(tmp_path, capsys):
@@ -227,3 +228,19 @@ def test_empty_pipeline_and_unreadable_line(tmp_path, capsys):
     path.write_text("[app:main]\nuse = egg:stack#mount\nlevel 6\n")
     assert main(["check", str(path)]) == 1
     assert "cannot read the line 'level 6'" in capsys.readouterr().err
+
+
+def test_show_prints_the_server_and_every_option_but_passwords(tmp_path, capsys):
+    path = write(tmp_path, SITE.replace("[server:main]", """[filter:errors]
+use = egg:stack#errors
+error_email = ops@example.com
+smtp_server = mail.example.com:587
+smtp_username = u
+smtp_password = s3cret
+
+[server:main]""").replace("pipeline = outer app", "pipeline = errors outer app"))
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "error_email=('ops@example.com',)" in out and "smtp_server='mail.example.com:587'" in out
+    assert "s3cret" not in out
+    assert "server 'main': stack.server._serve_config (host='127.0.0.1', port=8080" in out
