@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--server", "-s", default=None, metavar="NAME",
                              help="the [server:NAME] section to use (default: main, "
                              "or the bundled server if the file has none)")
-        sub.add_argument("vars", nargs="*", metavar="key=value",
+        sub.add_argument("vars", nargs="*", metavar="key=value", default=[],
                          help="override a [DEFAULT] variable")
         return sub
 

@@ -287,8 +287,18 @@ class _Loader(loadwsgi.ConfigLoader):
         wanted = name or "main"
         names = [s.split(":", 1)[1].strip() for s in sections if ":" in s]
         kinds = "/".join(f"[{p}:{wanted}]" for p in prefixes[:4])
+        section, option = self._referrer(wanted)
         raise ConfigError(f"no {object_type.name} named {wanted!r} (looked for {kinds}); "
-                          f"{suggest(wanted, names)}", filename=self.filename)
+                          f"{suggest(wanted, names)}", filename=self.filename, section=section,
+                          option=option, line=self.parser.lines.line(section, option))
+
+    def _referrer(self, name: str) -> tuple[str | None, str | None]:
+        """The section and option whose value names ``name`` (where a typo would be)."""
+        for section in self.parser.sections():
+            for option, value in self.parser._sections[section].items():  # type: ignore[attr-defined]
+                if option != "use" and name in re.split(r"[\s,]+", str(value)):
+                    return section, option
+        return None, None
 
     def _warn_default_overrides(self, section: str) -> None:
         own = self.parser._sections.get(section, {})  # type: ignore[attr-defined]

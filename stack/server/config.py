@@ -57,6 +57,8 @@ class ServerConfig:
     def __post_init__(self) -> None:
         for item in fields(self):
             value = getattr(self, item.name)
+            if item.type == "str" and type(value) is not str:
+                raise ValueError(f"{item.name}: expected a str, got {value!r}")
             if item.type == "int" and (type(value) is not int or value < 0):
                 raise ValueError(f"{item.name}: expected a non-negative int, got {value!r}")
             if item.type == "float" and (not isinstance(value, (int, float)) or value <= 0):

@@ -438,3 +438,26 @@ def test_empty_env_expansion_in_default_stays_empty(tmp_path, monkeypatch):
     """)
     app = load(path)
     assert app.greeting == "" and app.seen_global_conf["empty"] == ""
+
+
+def test_a_missing_section_is_reported_where_it_is_named(tmp_path):
+    path = write(tmp_path, f"""
+        [pipeline:main]
+        pipeline = tagg app
+
+        [filter:tag]
+        use = {FAKES}:tag_factory
+
+        [app:app]
+        use = {FAKES}:hello_factory
+    """)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert str(info.value).startswith(f"{path}:2 [pipeline:main] option 'pipeline': no filter named 'tagg'")
+
+
+def test_server_options_are_typed():
+    from stack.server import make_server
+
+    with pytest.raises(ValueError, match="host: expected a str, got None"):
+        make_server(lambda e, s: [], host=None, port=0)
