@@ -49,3 +49,29 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
     return str(value)
+
+
+# -- a tiny app and request for dispatch benchmarks (mount, router) ------------------------
+
+BODY = [b"ok"]
+HEADERS = [("Content-Type", "text/plain"), ("Content-Length", "2")]
+
+
+def bare_app(environ: dict, start_response: Callable) -> list[bytes]:
+    """The app every dispatcher routes to: its own cost is the floor."""
+    start_response("200 OK", HEADERS)
+    return BODY
+
+
+def start_response(status: str, headers: list, exc_info: object = None) -> None:
+    return None
+
+
+def environ_for(path: str) -> dict:
+    """A minimal GET environ for ``path`` (copy it per request: apps change it)."""
+    return {
+        "REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": path,
+        "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
+        "HTTP_HOST": "www.example.com", "wsgi.url_scheme": "http",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+    }

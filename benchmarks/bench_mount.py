@@ -18,31 +18,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _timing import ns_per_call, table  # noqa: E402
+from _timing import bare_app, environ_for, ns_per_call, start_response, table  # noqa: E402
 
 from middleware.mount import Mount  # noqa: E402
 
 SIZES = (10, 100, 1000)
-BODY = [b"ok"]
-HEADERS = [("Content-Type", "text/plain"), ("Content-Length", "2")]
-
-
-def bare_app(environ, start_response):
-    start_response("200 OK", HEADERS)
-    return BODY
-
-
-def start_response(status, headers, exc_info=None):
-    return None
-
-
-def environ_for(path: str) -> dict:
-    return {
-        "REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": path,
-        "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
-        "HTTP_HOST": "www.example.com", "wsgi.url_scheme": "http",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-    }
 
 
 def mounters(n: int) -> dict[str, object]:

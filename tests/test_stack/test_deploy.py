@@ -198,7 +198,8 @@ def test_missing_section_did_you_mean(tmp_path):
         load(path)
     message = str(info.value)
     assert "no filter named 'tagg'" in message and "did you mean 'tag'?" in message
-    assert str(path) in message
+    # reported where the name is written
+    assert message.startswith(f"{path}:2 [pipeline:main] option 'pipeline': no filter named 'tagg'")
     with pytest.raises(ConfigError, match=r"no application named 'nope'.*known: app, main"):
         load(path, "nope")
 
@@ -438,22 +439,6 @@ def test_empty_env_expansion_in_default_stays_empty(tmp_path, monkeypatch):
     """)
     app = load(path)
     assert app.greeting == "" and app.seen_global_conf["empty"] == ""
-
-
-def test_a_missing_section_is_reported_where_it_is_named(tmp_path):
-    path = write(tmp_path, f"""
-        [pipeline:main]
-        pipeline = tagg app
-
-        [filter:tag]
-        use = {FAKES}:tag_factory
-
-        [app:app]
-        use = {FAKES}:hello_factory
-    """)
-    with pytest.raises(ConfigError) as info:
-        load(path)
-    assert str(info.value).startswith(f"{path}:2 [pipeline:main] option 'pipeline': no filter named 'tagg'")
 
 
 def test_server_options_are_typed():
