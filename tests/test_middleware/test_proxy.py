@@ -873,10 +873,36 @@ def test_middleware_contract_through_a_real_backend(live_server):
             "close_on_abandon": "the backend server closes the body when it notices the "
                                 "proxy left, on its own thread, a moment later: checked with "
                                 "a wait in test_abandoned_response_closes_the_backend_body",
+            "close_on_end": "the backend server closes the body just after sending its last "
+                            "byte, on its own thread, so the proxy may finish first: checked "
+                            "with a wait in test_finished_response_closes_the_backend_body",
         })
     finally:
         for item in made:
             item.close()
+
+
+def test_finished_response_closes_the_backend_body(live_server):
+    closes = []
+
+    class Body:
+        def __iter__(self):
+            yield b"complete"
+
+        def close(self):
+            closes.append(1)
+
+    def backend(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body()
+
+    with Proxy(live_server(backend), read_timeout=5) as proxy:
+        result = call(proxy, "/")
+        assert result.body == b"complete"
+    deadline = time.monotonic() + 10
+    while not closes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert closes == [1]
 
 
 def test_abandoned_response_closes_the_backend_body(live_server):
