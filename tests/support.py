@@ -141,3 +141,26 @@ def require_program(name: str) -> str:
             pytest.fail(message + " (STACK_REQUIRE_EXTERNAL=1)")
         pytest.skip(message)
     return path
+
+
+def named_app_factory(global_conf: dict, name: str, **local_conf: str) -> Callable:
+    """``use = call:support:named_app_factory`` with ``name = X``: an app answering JSON
+    with its name, the SCRIPT_NAME/PATH_INFO split it saw and, when a router set them,
+    ``wsgiorg.routing_args`` (as ``args``) and the route name (as ``route``)."""
+    def app(environ: dict, start_response: Callable) -> list[bytes]:
+        data = {"app": name, "script_name": environ.get("SCRIPT_NAME", ""),
+                "path_info": environ.get("PATH_INFO", "")}
+        if "wsgiorg.routing_args" in environ:
+            data["args"] = environ["wsgiorg.routing_args"]
+            data["route"] = environ.get("stack.route_name")
+        payload = json.dumps(data).encode()
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(payload)))])
+        return [payload]
+    return app
+
+
+def named_apps_ini(*names: str) -> str:
+    """``[app:NAME]`` sections of :func:`named_app_factory` apps, to append to a test INI."""
+    return "".join(f"\n[app:{name}]\nuse = call:support:named_app_factory\nname = {name}\n"
+                   for name in names)

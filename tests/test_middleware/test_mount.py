@@ -7,7 +7,7 @@ from pathlib import Path
 from wsgiref.validate import validator
 
 import pytest
-from support import call, echo_app, http_get, make_environ
+from support import call, echo_app, http_get, make_environ, named_apps_ini
 
 from webob import Request, Response
 from webob.dec import wsgify
@@ -372,43 +372,11 @@ def test_webob_app_builds_urls_under_its_mount():
 
 # -- INI ----------------------------------------------------------------------------------
 
-APPS_MODULE = '''
-import json
-
-def factory(global_conf, name, **local_conf):
-    def app(environ, start_response):
-        payload = json.dumps({"app": name, "script_name": environ.get("SCRIPT_NAME", ""),
-                              "path_info": environ.get("PATH_INFO", "")}).encode()
-        start_response("200 OK", [("Content-Type", "application/json"),
-                                  ("Content-Length", str(len(payload)))])
-        return [payload]
-    return app
-'''
-
-APPS_INI = """
-[app:home]
-use = call:mount_test_apps:factory
-name = home
-
-[app:blog]
-use = call:mount_test_apps:factory
-name = blog
-
-[app:api]
-use = call:mount_test_apps:factory
-name = api
-
-[app:missing]
-use = call:mount_test_apps:factory
-name = missing
-"""
+APPS_INI = named_apps_ini('home', 'blog', 'api', 'missing')
 
 
 @pytest.fixture
-def write_ini(tmp_path: Path, monkeypatch):
-    (tmp_path / "mount_test_apps.py").write_text(APPS_MODULE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-
+def write_ini(tmp_path: Path):
     def write(text: str) -> Path:
         path = tmp_path / "site.ini"
         path.write_text(textwrap.dedent(text) + APPS_INI)

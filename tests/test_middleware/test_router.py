@@ -9,7 +9,7 @@ from typing import Any
 from wsgiref.validate import validator
 
 import pytest
-from support import call, echo_app, http_get, make_environ
+from support import call, echo_app, http_get, make_environ, named_apps_ini
 
 import stack
 from middleware.router import Router, parse_pattern, parse_route_line
@@ -581,33 +581,11 @@ def test_children_and_tree(api):
 
 # -- INI -------------------------------------------------------------------------------------
 
-APPS_MODULE = '''
-import json
-
-def factory(global_conf, name, **local_conf):
-    def app(environ, start_response):
-        payload = json.dumps({"app": name, "script_name": environ.get("SCRIPT_NAME", ""),
-                              "path_info": environ.get("PATH_INFO", ""),
-                              "args": environ.get("wsgiorg.routing_args"),
-                              "route": environ.get("stack.route_name")}).encode()
-        start_response("200 OK", [("Content-Type", "application/json"),
-                                  ("Content-Length", str(len(payload)))])
-        return [payload]
-    return app
-'''
-
-APPS_INI = "".join(f"""
-[app:{name}]
-use = call:router_test_apps:factory
-name = {name}
-""" for name in ("users", "user", "admin", "missing"))
+APPS_INI = named_apps_ini('users', 'user', 'admin', 'missing')
 
 
 @pytest.fixture
-def write_ini(tmp_path: Path, monkeypatch):
-    (tmp_path / "router_test_apps.py").write_text(APPS_MODULE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-
+def write_ini(tmp_path: Path):
     def write(text: str) -> Path:
         path = tmp_path / "site.ini"
         path.write_text(textwrap.dedent(text) + APPS_INI)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import textwrap
 import threading
 import time
 from functools import partial
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pytest
-from support import call
+from support import ROOT, call
 
 import stack
 from middleware import xslt as xslt_module
@@ -840,28 +839,9 @@ def test_as_params_passes_dicts() -> None:
     assert as_params({"a": "path"}) == {"a": "path"}
 
 
-def test_loads_from_a_deployment_file(tmp_path: Path, theme: str) -> None:
-    config = tmp_path / "site.ini"
-    config.write_text(textwrap.dedent("""
-        [pipeline:main]
-        pipeline = theme catalogue
-
-        [filter:theme]
-        use = egg:stack#xslt
-        honor_pi = true
-        subrequest_stylesheets = true
-        statuses = 200 404
-        params =
-            path = path
-            base = environ:SCRIPT_NAME
-            q = query:q
-            site = 'stack tea catalogue'
-
-        [app:catalogue]
-        use = call:stack_examples.xslt_site:app_factory
-        """), encoding="utf-8")
-    example()  # importable as stack_examples.xslt_site
-    app = stack.load(str(config))
+def test_loads_from_a_deployment_file() -> None:
+    """The demo's [pipeline:catalogue] section, as config/demo.ini writes it."""
+    app = stack.load(ROOT / "config" / "demo.ini", "catalogue")
     result = call(app, "/?q=green", SCRIPT_NAME="/catalogue")
     assert result.status == "200 OK" and result.header("Content-Type") == "text/html; charset=utf-8"
     body = result.body.decode()
