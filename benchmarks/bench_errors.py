@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _timing import ns_per_call, table  # noqa: E402
 
-from middleware.access_log import AccessLog  # noqa: E402
-from middleware.error_catcher import ErrorCatcher  # noqa: E402
+from stack.middleware.access_log import AccessLog  # noqa: E402
+from stack.middleware.error_catcher import ErrorCatcher  # noqa: E402
 
 HEADERS = [("Content-Type", "text/plain"), ("Content-Length", "4")]
 ENVIRON = {

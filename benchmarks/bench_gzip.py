@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _timing import ns_per_call, table  # noqa: E402
 
-from middleware.gzip import Gzip  # noqa: E402
+from stack.middleware.gzip import Gzip  # noqa: E402
 
 LEVEL = 6
 PAGE_SIZE = 100 * 1024
@@ -98,7 +98,7 @@ def raw_zlib(pieces: Callable[[], Iterable[bytes]], wbits: int = zlib.MAX_WBITS)
 
 
 def contenders(app: Callable, pieces: Callable[[], Iterable[bytes]]) -> dict[str, Callable[[], int]]:
-    from paste.gzipper import middleware as paste_gzipper
+    from paste.gzipper import stack.middleware as paste_gzipper
     return {
         "raw zlib.compressobj": lambda: raw_zlib(pieces),
         "raw zlib, gzip framing": lambda: raw_zlib(pieces, 31),

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _timing import bare_app, environ_for, ns_per_call, start_response, table  # noqa: E402
 
-from middleware.mount import Mount  # noqa: E402
+from stack.middleware.mount import Mount  # noqa: E402
 
 SIZES = (10, 100, 1000)
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _timing import ns_per_call, table  # noqa: E402
 
-from middleware.proxy import Proxy  # noqa: E402
+from stack.middleware.proxy import Proxy  # noqa: E402
 
 BACKEND = r"""
 import sys

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _timing import bare_app, environ_for, ns_per_call, start_response, table  # noqa: E402
 
-from middleware.router import Router  # noqa: E402
+from stack.middleware.router import Router  # noqa: E402
 
 SIZES = (10, 100, 1000)
 

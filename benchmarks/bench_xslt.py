@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _timing import ns_per_call, table  # noqa: E402
 from lxml import etree  # noqa: E402
 
-from middleware.xslt import PARSER_OPTIONS, XSLT  # noqa: E402
+from stack.middleware.xslt import PARSER_OPTIONS, XSLT  # noqa: E402
 
 THEME = b"""<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">
   <xsl:output method="html" encoding="utf-8"/>

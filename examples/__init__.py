@@ -1,1 +1,1 @@
-"""Runnable example apps, importable as ``stack_examples`` once stack is installed."""
+"""Runnable example apps, importable as ``stack.examples`` once stack is installed."""

@@ -5,8 +5,8 @@ its links from ``SCRIPT_NAME``, so each works wherever it is mounted.
 
 Python, without an INI file::
 
-    from middleware.mount import Mount
-    from stack_examples.demo import home, hello
+    from stack.middleware.mount import Mount
+    from stack.examples.demo import home, hello
     app = Mount({"/": home, "/webob": hello})
 """
 from __future__ import annotations
@@ -62,15 +62,15 @@ def boom(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
 
 
 def home_factory(global_conf: dict[str, Any], **local_conf: str) -> Any:
-    """``use = call:stack_examples.demo:home_factory``"""
+    """``use = call:stack.examples.demo:home_factory``"""
     return home
 
 
 def hello_factory(global_conf: dict[str, Any], **local_conf: str) -> Any:
-    """``use = call:stack_examples.demo:hello_factory``"""
+    """``use = call:stack.examples.demo:hello_factory``"""
     return hello
 
 
 def boom_factory(global_conf: dict[str, Any], **local_conf: str) -> Any:
-    """``use = call:stack_examples.demo:boom_factory``"""
+    """``use = call:stack.examples.demo:boom_factory``"""
     return boom

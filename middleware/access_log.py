@@ -28,7 +28,7 @@ cannot be split or forged.
 
 Python::
 
-    from middleware.access_log import AccessLog
+    from stack.middleware.access_log import AccessLog
     app = AccessLog(ErrorCatcher(app), format='%h "%r" %>s %b %D')
 
 INI::

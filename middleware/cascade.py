@@ -8,7 +8,7 @@ whatever its status.
 
 Python::
 
-    from middleware.cascade import Cascade
+    from stack.middleware.cascade import Cascade
     site = Cascade([Static("/srv/static"), app, legacy], catch=(404, 405))
 
 INI::

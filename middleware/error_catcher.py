@@ -50,7 +50,7 @@ are, for control flow that an outer layer handles).
 
 Python::
 
-    from middleware.error_catcher import ErrorCatcher
+    from stack.middleware.error_catcher import ErrorCatcher
     app = ErrorCatcher(app, debug=False, error_email=["ops@example.com"],
                        smtp_server="mail.example.com:587", smtp_tls=True)
 

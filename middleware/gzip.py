@@ -13,7 +13,7 @@ adjusted and no body work.
 
 Python::
 
-    from middleware.gzip import Gzip
+    from stack.middleware.gzip import Gzip
     app = Gzip(app, level=6, min_size=512, encodings=["br", "gzip"])
 
 INI::

@@ -7,7 +7,7 @@ correct URLs. It replaces Paste's ``urlmap`` (same INI key syntax).
 
 Python::
 
-    from middleware.mount import Mount
+    from stack.middleware.mount import Mount
     site = Mount({"/": home, "/blog": blog, "//api.example.com/v1": api},
                  not_found_app=my_404)
 

@@ -8,8 +8,8 @@ requests move to another one.
 
 Python::
 
-    from middleware.mount import Mount
-    from middleware.proxy import Proxy
+    from stack.middleware.mount import Mount
+    from stack.middleware.proxy import Proxy
 
     pool = Proxy(["http://10.0.0.5:9001/api", "http://10.0.0.6:9001/api"],
                  balance="least_connections", read_timeout=30, health_check="/healthz")

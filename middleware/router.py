@@ -7,7 +7,7 @@ of static segments per node), so 1,000 routes cost about what 10 do.
 
 Python::
 
-    from middleware.router import Router
+    from stack.middleware.router import Router
     api = Router([
         ("GET", "/users", list_users, "users"),
         ("GET,POST", "/users/{id:int}", user, "user"),
@@ -59,7 +59,7 @@ method outside GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT and
 TRACE (a typo such as ``GTE``) works, but gives a ``ConfigWarning``. ``HEAD``
 goes to a ``HEAD`` route, else to the ``GET`` route (body dropped), else to
 ``*``. A path holding a ``.`` or ``..`` segment never matches (404): put
-:class:`~middleware.mount.Mount` in front to resolve them.
+:class:`~stack.middleware.mount.Mount` in front to resolve them.
 
 The app gets ``wsgiorg.routing_args`` = ``(positional, named)`` (merged with
 an outer router's; ours win) and ``stack.route_name`` (``None`` for an

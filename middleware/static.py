@@ -1,7 +1,7 @@
 """Static: serve the files of one directory, safely and with HTTP's caching rules.
 
 Use it for a site's assets (CSS, scripts, images, downloads) beside the
-apps, or at the end of a :mod:`~middleware.cascade` to fill in whatever the
+apps, or at the end of a :mod:`~stack.middleware.cascade` to fill in whatever the
 apps do not answer. Paths never escape the directory; ``ETag``/
 ``Last-Modified`` give 304s; ``Range`` gives 206 (one range, or
 ``multipart/byteranges`` for several) and 416; the server's
@@ -9,7 +9,7 @@ apps do not answer. Paths never escape the directory; ``ETag``/
 
 Python::
 
-    from middleware.static import Static
+    from stack.middleware.static import Static
     assets = Static("/srv/site/static", cache_control="public, max-age=3600")
 
 INI (a relative ``directory`` is taken from the INI file's folder, as is

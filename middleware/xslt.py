@@ -9,7 +9,7 @@ compiled, cached stylesheet and sent with a correct ``Content-Type`` and
 
 Python::
 
-    from middleware.xslt import XSLT
+    from stack.middleware.xslt import XSLT
     app = XSLT(catalogue, stylesheet="themes/site.xsl",
                params={"path": "path", "q": "query:q", "site": "'My shop'"})
 

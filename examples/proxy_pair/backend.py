@@ -7,7 +7,7 @@ Run two of them (``config/proxy-backends.ini``)::
 
 Python::
 
-    from stack_examples.proxy_pair.backend import Backend
+    from stack.examples.proxy_pair.backend import Backend
     app = Backend("a")
 
 Paths: ``/healthz``; ``/download?size=N`` streams N bytes (no
@@ -91,5 +91,5 @@ class Backend:
 
 
 def app_factory(global_conf: dict[str, Any], name: str = "backend") -> Backend:
-    """``use = call:stack_examples.proxy_pair.backend:app_factory`` with ``name = a``."""
+    """``use = call:stack.examples.proxy_pair.backend:app_factory`` with ``name = a``."""
     return Backend(name)

@@ -28,5 +28,5 @@ def home(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
 
 
 def home_factory(global_conf: dict[str, Any]) -> Any:
-    """``use = call:stack_examples.proxy_pair.front:home_factory``."""
+    """``use = call:stack.examples.proxy_pair.front:home_factory``."""
     return home

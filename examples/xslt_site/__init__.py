@@ -3,12 +3,12 @@
 The app emits XML documents (the catalogue, one item, a not-found error),
 each naming its theme with ``<?xml-stylesheet type="text/xsl"
 href=".../theme.xsl"?>``, and serves that theme itself at ``/theme.xsl``. So
-it works three ways: behind ``middleware.xslt.XSLT`` (HTML from the server),
+it works three ways: behind ``stack.middleware.xslt.XSLT`` (HTML from the server),
 in a browser alone (the browser applies the theme), or as a plain XML API.
 
 Python::
 
-    from stack_examples.xslt_site import make_site
+    from stack.examples.xslt_site import make_site
     app = make_site()          # XSLT(catalogue, honor_pi=True, subrequest_stylesheets=True, ...)
 
 INI (mounted at ``/catalogue`` in the demo)::
@@ -28,7 +28,7 @@ INI (mounted at ``/catalogue`` in the demo)::
         site = 'stack tea catalogue'
 
     [app:catalogue_xml]
-    use = call:stack_examples.xslt_site:app_factory
+    use = call:stack.examples.xslt_site:app_factory
 """
 from __future__ import annotations
 
@@ -107,8 +107,8 @@ def catalogue(environ: Environ, start_response: StartResponse) -> Iterable[bytes
 
 
 def make_site(**options: Any) -> WSGIApp:
-    """The catalogue behind :class:`middleware.xslt.XSLT`, themed by its own stylesheet."""
-    from middleware.xslt import XSLT
+    """The catalogue behind :class:`stack.middleware.xslt.XSLT`, themed by its own stylesheet."""
+    from stack.middleware.xslt import XSLT
 
     settings: dict[str, Any] = dict(
         honor_pi=True, subrequest_stylesheets=True, statuses=[200, 404],
@@ -119,5 +119,5 @@ def make_site(**options: Any) -> WSGIApp:
 
 
 def app_factory(global_conf: dict[str, Any], **local_conf: str) -> WSGIApp:
-    """``use = call:stack_examples.xslt_site:app_factory`` (the XML app, unthemed)."""
+    """``use = call:stack.examples.xslt_site:app_factory`` (the XML app, unthemed)."""
     return catalogue

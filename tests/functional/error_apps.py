@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from middleware.access_log import AccessLog
-from middleware.error_catcher import ErrorCatcher
+from stack.middleware.access_log import AccessLog
+from stack.middleware.error_catcher import ErrorCatcher
 
 INJECTED = "<script>document.title='pwned';document.body.insertAdjacentHTML('beforeend','<p id=\"pwned\">ran</p>')</script>"
 

@@ -14,7 +14,7 @@ import pytest
 import urllib3
 from support import require_program
 
-from middleware.gzip import Gzip
+from stack.middleware.gzip import Gzip
 
 PAGE = "".join(f"<tr><td>{n}</td><td>row number {n * 7919 % 1000}</td></tr>\n"
                for n in range(3000)).encode()

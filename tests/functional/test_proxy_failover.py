@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from middleware.proxy import Proxy
+from stack.middleware.proxy import Proxy
 from stack.server import make_server
 from support import BIN, ROOT, free_port, http_get
 
@@ -138,7 +138,7 @@ HEALTH = {
 
 @pytest.mark.parametrize("health", HEALTH.values(), ids=HEALTH.keys())
 def test_gets_survive_a_backend_stopping_and_coming_back(live_server, backends, health):
-    from middleware.mount import Mount
+    from stack.middleware.mount import Mount
 
     proxy = Proxy([b.url for b in backends], connect_timeout=1, read_timeout=5, **health)
     try:

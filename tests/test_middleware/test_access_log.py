@@ -9,8 +9,8 @@ from wsgiref.validate import validator
 
 import pytest
 
-from middleware.access_log import COMBINED, AccessLog, compile_format, escape, filter_factory
-from middleware.error_catcher import ErrorCatcher
+from stack.middleware.access_log import COMBINED, AccessLog, compile_format, escape, filter_factory
+from stack.middleware.error_catcher import ErrorCatcher
 from stack.errors import ConfigError
 from stack.testing import CloseTracker, assert_middleware, make_environ
 from support import call

@@ -1,4 +1,4 @@
-"""middleware.cascade: first non-caught answer wins, skipped bodies closed, body replayed."""
+"""stack.middleware.cascade: first non-caught answer wins, skipped bodies closed, body replayed."""
 from __future__ import annotations
 
 import io
@@ -11,8 +11,8 @@ from typing import Any, Callable, Iterator
 import pytest
 from support import call, echo_app, make_environ
 
-import middleware.cascade as cascade_module
-from middleware.cascade import Cascade, composite_factory
+import stack.middleware.cascade as cascade_module
+from stack.middleware.cascade import Cascade, composite_factory
 from stack import load
 from stack.errors import ConfigError
 from stack.testing import CloseTracker, assert_middleware
@@ -341,7 +341,7 @@ def test_children_and_tree() -> None:
     assert list(cascade.children()) == [("#1", NOT_FOUND), ("#2", echo_app)]
     assert cascade.catch == (404, 405)
     text = format_tree(cascade)
-    assert "middleware.cascade.Cascade (catch=(404, 405), spool_size=262144)" in text
+    assert "stack.middleware.cascade.Cascade (catch=(404, 405), spool_size=262144)" in text
     assert "  #1 -> " in text and "  #2 -> " in text
 
 

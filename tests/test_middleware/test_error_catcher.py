@@ -11,7 +11,7 @@ from wsgiref.validate import validator
 
 import pytest
 
-from middleware.error_catcher import MASK, ErrorCatcher, filter_factory, preferred_form
+from stack.middleware.error_catcher import MASK, ErrorCatcher, filter_factory, preferred_form
 from stack.errors import ConfigError
 from stack.testing import CloseTracker, assert_middleware, make_environ
 from stack.testing import call as strict_server
@@ -253,7 +253,7 @@ def test_long_secrets_are_masked_before_reprs_are_shortened(accept, caplog):
     assert result.code == 500 and "cookie" in page and "holder" in page and MASK in page
     assert _leaks(page) == []
     # the mailed report is the plain-text form of the same details
-    from middleware.error_catcher import debug_text, describe
+    from stack.middleware.error_catcher import debug_text, describe
     request = {**make_environ("/"), **environ}
     try:
         app(request, None)

@@ -1,4 +1,4 @@
-"""middleware.gzip: round trips, never-compress cases, negotiation, headers, flushing, memory."""
+"""stack.middleware.gzip: round trips, never-compress cases, negotiation, headers, flushing, memory."""
 from __future__ import annotations
 
 import gzip as gzip_module
@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import Result, call, make_environ
 
-from middleware.gzip import Gzip, filter_factory, negotiate
+from stack.middleware.gzip import Gzip, filter_factory, negotiate
 from stack import load
 from stack.errors import ConfigError, StartResponseError
 from stack.testing import CloseTracker, assert_middleware
@@ -666,7 +666,7 @@ def test_bad_options_raise_value_error_naming_the_option(options: dict, named: s
 @pytest.mark.parametrize("coding, package", [("br", "brotli"), ("zstd", "zstandard")])
 def test_optional_encodings_need_their_package(monkeypatch: pytest.MonkeyPatch, coding: str,
                                                package: str) -> None:
-    import middleware.gzip as gzip_mod
+    import stack.middleware.gzip as gzip_mod
     monkeypatch.setitem(gzip_mod._PACKAGES, coding, (package, None))
     with pytest.raises(ValueError, match=f"^option 'encodings': {coding!r} needs the {package!r} package"):
         Gzip(app_for(), encodings=["gzip", coding])

@@ -1,4 +1,4 @@
-"""Tests for middleware.mount: matching, host rules, normalisation, 404s, INI, sockets."""
+"""Tests for stack.middleware.mount: matching, host rules, normalisation, 404s, INI, sockets."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from webob import Request, Response
 from webob.dec import wsgify
 
 import stack
-from middleware.mount import Mount, normalise_path, parse_key
+from stack.middleware.mount import Mount, normalise_path, parse_key
 from stack.errors import ConfigError
 from stack.tree import format_tree
 
@@ -180,7 +180,7 @@ def test_server_name_and_port_when_no_host_header():
 
 
 def test_host_cache_is_bounded_and_reset_by_add(monkeypatch):
-    import middleware.mount as module
+    import stack.middleware.mount as module
     monkeypatch.setattr(module, "HOST_CACHE_SIZE", 4)
     mount = Mount({"//a.example.com/x": named("a"), "/": named("any")})
     for number in range(20):

@@ -1,4 +1,4 @@
-"""middleware.proxy: forwarding, headers, balancing, pooling, failures, big bodies.
+"""stack.middleware.proxy: forwarding, headers, balancing, pooling, failures, big bodies.
 
 Every backend here is a real server on 127.0.0.1: the bundled server
 (``live_server``: HTTP/1.1 keep-alive, chunked bodies both ways), or a raw
@@ -22,12 +22,12 @@ from wsgiref.validate import validator
 
 import pytest
 
-from middleware.proxy import (Proxy, _resolve, _rewrite_cookie, _rewrite_location,
+from stack.middleware.proxy import (Proxy, _resolve, _rewrite_cookie, _rewrite_location,
                               app_factory)
-from middleware.proxy import Backend as ProxyBackend
+from stack.middleware.proxy import Backend as ProxyBackend
 from stack.errors import ConfigError
 from stack.testing import assert_middleware
-from stack_examples.proxy_pair.backend import Backend, pattern
+from stack.examples.proxy_pair.backend import Backend, pattern
 from support import call, echo_app, free_port, http_get, make_environ
 
 MB = 1024 * 1024
@@ -308,7 +308,7 @@ def test_redirect_and_cookie_rewritten_end_to_end(live_server, proxy):
 
 
 def test_client_chosen_script_name_cannot_add_cookie_attributes(raw_backend, proxy):
-    from middleware.router import Router
+    from stack.middleware.router import Router
 
     backend = raw_backend(b"HTTP/1.1 302 Found\r\nContent-Type: text/plain\r\n"
                           b"Location: /api/next\r\nSet-Cookie: sid=s3cret; Path=/api; HttpOnly\r\n"
@@ -657,7 +657,7 @@ def test_bad_framing_from_the_backend_is_a_502(raw_backend, proxy, answer):
     b"800\r\n" + b"x" * 2048 + b"\r\nzz\r\n",
 ], ids=["short-after-headers", "bad-chunk-after-headers"])
 def test_body_broken_after_the_headers_aborts_the_response(raw_backend, proxy, answer):
-    from middleware.proxy import BackendError
+    from stack.middleware.proxy import BackendError
 
     app = proxy(raw_backend(answer).url, buffer_size=1024)
     with pytest.raises(BackendError):
@@ -937,5 +937,5 @@ def test_stack_show_lists_the_backends():
 
     with Proxy(["http://127.0.0.1:9001/api", "http://127.0.0.1:9002"], balance="hash") as app:
         text = format_tree(app)
-    assert "middleware.proxy.Proxy (balance='hash'" in text
-    assert "  http://127.0.0.1:9001/api -> middleware.proxy.Backend" in text
+    assert "stack.middleware.proxy.Proxy (balance='hash'" in text
+    assert "  http://127.0.0.1:9001/api -> stack.middleware.proxy.Backend" in text

@@ -1,4 +1,4 @@
-"""Tests for middleware.router: patterns, precedence, conflicts, HTTP answers, url_for, INI."""
+"""Tests for stack.middleware.router: patterns, precedence, conflicts, HTTP answers, url_for, INI."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ import pytest
 from support import call, echo_app, http_get, make_environ, named_apps_ini
 
 import stack
-from middleware.router import Router, parse_pattern, parse_route_line
+from stack.middleware.router import Router, parse_pattern, parse_route_line
 from stack.errors import ConfigError, ConfigWarning
 from stack.tree import format_tree
 
@@ -572,7 +572,7 @@ def test_children_and_tree(api):
     labels = [label for label, _ in api.children()]
     assert labels[:4] == ["GET /", "GET /users", "GET /users/me", "GET,POST /users/{id:int}"]
     tree = format_tree(Router([("GET", "/users/{id:int}", echo_app)], trailing_slash="strict"))
-    assert "middleware.router.Router (trailing_slash='strict', root=''," in tree
+    assert "stack.middleware.router.Router (trailing_slash='strict', root=''," in tree
     assert "  GET /users/{id:int} -> support.echo_app" in tree
     assert repr(api) == "<Router 13 routes>"
     assert repr(api.routes[3]) == "<Route GET,POST /users/{id:int} name='user'>"

@@ -1,4 +1,4 @@
-"""middleware.static: safe paths, validators and 304, ranges, types, index, file handles."""
+"""stack.middleware.static: safe paths, validators and 304, ranges, types, index, file handles."""
 from __future__ import annotations
 
 import os
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from support import call, http_get
 
-import middleware.static as static_module
-from middleware.static import FileIter, Static, app_factory, content_type, parse_range, split_path
+import stack.middleware.static as static_module
+from stack.middleware.static import FileIter, Static, app_factory, content_type, parse_range, split_path
 from stack import load
 from stack.errors import ConfigError
 from stack.testing import call as strict_call

@@ -1,4 +1,4 @@
-"""Tests for middleware.xslt: which responses, which stylesheet, output, limits, errors,
+"""Tests for stack.middleware.xslt: which responses, which stylesheet, output, limits, errors,
 caching and threads, parameters, the security of parsing and stylesheets, the contract kit,
 the INI factory and the example site."""
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 from support import ROOT, call
 
 import stack
-from middleware import xslt as xslt_module
-from middleware.xslt import XSLT, as_params, filter_factory, parse_param
+from stack.middleware import xslt as xslt_module
+from stack.middleware.xslt import XSLT, as_params, filter_factory, parse_param
 from stack.errors import ConfigError
 from stack.testing import Exchange, Probe, ProbeError, assert_middleware
 
@@ -827,7 +827,7 @@ def test_filter_factory_errors(tmp_path: Path, theme: str, options: dict, messag
 def test_a_deployment_file_error_names_the_place(tmp_path: Path, theme: str) -> None:
     example()
     config = tmp_path / "site.ini"
-    config.write_text("[app:main]\nuse = call:stack_examples.xslt_site:app_factory\n"
+    config.write_text("[app:main]\nuse = call:stack.examples.xslt_site:app_factory\n"
                       "filter-with = theme\n\n[filter:theme]\nuse = egg:stack#xslt\n"
                       "stylesheet = theme.xsl\ncheck_interval = soon\n", encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
@@ -851,7 +851,7 @@ def test_loads_from_a_deployment_file() -> None:
 # -- the example site -------------------------------------------------------------------------------
 
 def example() -> Any:
-    from stack_examples import xslt_site
+    from stack.examples import xslt_site
     return xslt_site
 
 

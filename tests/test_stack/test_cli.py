@@ -153,9 +153,9 @@ def test_usage_errors_exit_2(capsys):
 def test_show_the_demo(capsys):
     assert main(["show", str(ROOT / "config" / "demo.ini")]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("middleware.access_log.AccessLog (")
-    for line in ("  middleware.error_catcher.ErrorCatcher (debug=False", "/webob -> ",
-                 "/flask -> flask.app.Flask", "/catalogue -> middleware.xslt.XSLT"):
+    assert out.startswith("stack.middleware.access_log.AccessLog (")
+    for line in ("  stack.middleware.error_catcher.ErrorCatcher (debug=False", "/webob -> ",
+                 "/flask -> flask.app.Flask", "/catalogue -> stack.middleware.xslt.XSLT"):
         assert line in out
 
 
@@ -214,7 +214,7 @@ def test_the_app_fragment_does_not_pick_the_server(tmp_path, capsys):
 
 
 def test_call_typo_is_one_clear_line(tmp_path, capsys):
-    path = write(tmp_path, "[app:main]\nuse = call:stack_examples.demo:hom_factory\n")
+    path = write(tmp_path, "[app:main]\nuse = call:stack.examples.demo:hom_factory\n")
     assert main(["check", str(path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"stack: error: {path}:2 [app:main]: ") and "hom_factory" in err

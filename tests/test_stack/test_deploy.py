@@ -382,7 +382,7 @@ def test_setup_logging_without_loggers_and_with_bad_ones(tmp_path):
 
 
 def test_file_less_uris():
-    from middleware.mount import Mount
+    from stack.middleware.mount import Mount
     assert isinstance(load("egg:stack#mount"), Mount)
     with pytest.raises(ConfigError, match="did you mean 'urlmap'"):
         load("egg:stack#urlmpa")
