@@ -34,7 +34,11 @@ from functools import lru_cache, partial
 from itertools import chain
 from typing import Any, Callable, Iterable, Iterator
 
-from stack.options import as_choice, as_int, as_list, as_size, convert_options
+from stack.errors import OptionError
+from stack.factories import filter_factory_for
+from stack.http import qlist
+from stack.options import (as_int, as_list, as_size, as_str, check_choice, check_int,
+                           check_size, check_strings)
 from stack.types import Environ, Headers, StartResponse, WriteCallable, WSGIApp
 from stack.wsgi import AppResponse, ClosingIterator, add_vary, call_app, get_header, set_header
 
@@ -63,7 +67,6 @@ ENCODINGS = ("gzip", "br", "zstd")
 Stream = tuple[Callable[[bytes], bytes], Callable[[], bytes], Callable[[], bytes]]
 
 _MIME = re.compile(r"[a-z0-9!#$&^_.+-]+/([a-z0-9!#$&^_.+-]+|\*)\Z|\*/\*\Z")
-_QVALUE = re.compile(r"(0(\.\d{0,3})?|1(\.0{0,3})?)\Z")
 _PASS_STATUS = frozenset({204, 206, 304})
 _SSE = "text/event-stream"
 
@@ -104,14 +107,9 @@ def negotiate(accept_encoding: str, available: tuple[str, ...]) -> tuple[str | N
     >>> negotiate("gzip;q=0, identity;q=0", ("gzip",))
     (None, False)
     """
-    weights: dict[str, float] = {}
-    for item in accept_encoding.split(","):
-        name, _, params = item.partition(";")
-        name = name.strip().lower()
-        q = _qvalue(params)
-        if name and q is not None:
-            name = "gzip" if name == "x-gzip" else name
-            weights[name] = max(q, weights.get(name, 0.0))
+    weights = qlist(accept_encoding)
+    if "x-gzip" in weights:
+        weights["gzip"] = max(weights.pop("x-gzip"), weights.get("gzip", 0.0))
     star = weights.get("*")
     best, best_q = None, 0.0
     for coding in available:
@@ -120,16 +118,6 @@ def negotiate(accept_encoding: str, available: tuple[str, ...]) -> tuple[str | N
             best, best_q = coding, q
     identity = weights.get("identity", 1.0 if star is None else star)
     return best, identity > 0
-
-
-def _qvalue(params: str) -> float | None:
-    """The ``q`` parameter (1 if absent), or None if it is malformed."""
-    for param in params.split(";"):
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "q":
-            value = value.strip()
-            return float(value) if _QVALUE.match(value) else None
-    return 1.0
 
 
 class Gzip:
@@ -177,14 +165,11 @@ class Gzip:
                  mime_types: Iterable[str] = DEFAULT_MIME_TYPES,
                  encodings: Iterable[str] = ("gzip",), flush: str = "auto") -> None:
         self.app = app
-        self.level = _check_int("level", level, 1, 9)
-        self.min_size = _check_int("min_size", min_size, 0, None)
+        self.level = check_int(level, "level", 1, 9)
+        self.min_size = check_size(min_size, "min_size")
         self.mime_types = _check_mime_types(mime_types)
         self.encodings = _check_encodings(encodings)
-        if flush not in FLUSH_POLICIES:
-            raise ValueError(f"option 'flush': expected one of "
-                             f"{', '.join(FLUSH_POLICIES)}, got {flush!r}")
-        self.flush = flush
+        self.flush = check_choice(flush, "flush", FLUSH_POLICIES)
         self._exact = frozenset(t for t in self.mime_types if not t.endswith("/*"))
         self._wildcards = frozenset(t[:-1] for t in self.mime_types if t.endswith("/*"))
 
@@ -393,69 +378,38 @@ def _compressed(stream: Stream, held: list[bytes], chunks: Iterator[bytes],
 
 # -- options ------------------------------------------------------------------
 
-def _check_int(option: str, value: Any, minimum: int, maximum: int | None) -> int:
-    if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
-            or (maximum is not None and value > maximum)):
-        bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
-        raise ValueError(f"option {option!r}: expected an integer {bounds}, got {value!r}")
-    return value
-
-
-def _check_list(option: str, value: Any, example: str) -> tuple[str, ...]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise ValueError(f"option {option!r}: expected a list of strings such as "
-                         f"{example}, got {value!r}")
-    items = tuple(value)
-    if not items or not all(isinstance(item, str) for item in items):
-        raise ValueError(f"option {option!r}: expected a non-empty list of strings "
-                         f"such as {example}, got {value!r}")
-    return items
-
-
 def _check_mime_types(value: Any) -> tuple[str, ...]:
-    types = tuple(item.strip().lower() for item in _check_list(
-        "mime_types", value, "['text/*', 'application/json']"))
+    types = tuple(item.strip().lower() for item in check_strings(value, "mime_types", empty=False))
     for item in types:
         if not _MIME.match(item):
-            raise ValueError(f"option 'mime_types': {item!r} is not a media type "
-                             f"such as 'text/html' or 'text/*'")
+            raise OptionError("mime_types", f"{item!r} is not a media type "
+                              f"such as 'text/html' or 'text/*'", value=value)
     return types
 
 
 def _check_encodings(value: Any) -> tuple[str, ...]:
-    codings = tuple(item.strip().lower() for item in _check_list(
-        "encodings", value, "['gzip'] or ['br', 'gzip']"))
+    codings = tuple(item.strip().lower() for item in check_strings(value, "encodings", empty=False))
     for coding in codings:
         if coding not in ENCODINGS:
-            raise ValueError(f"option 'encodings': unknown coding {coding!r}; "
-                             f"expected some of {', '.join(ENCODINGS)}")
+            raise OptionError("encodings", f"unknown coding {coding!r}; "
+                              f"expected some of {', '.join(ENCODINGS)}", value=value)
         package, module = _PACKAGES.get(coding, ("", zlib))
         if module is None:
-            raise ValueError(f"option 'encodings': {coding!r} needs the {package!r} "
-                             f"package, which is not installed")
+            raise OptionError("encodings", f"{coding!r} needs the {package!r} "
+                              f"package, which is not installed", value=value)
     if len(set(codings)) != len(codings):
-        raise ValueError(f"option 'encodings': {value!r} names a coding twice")
+        raise OptionError("encodings", f"{value!r} names a coding twice", value=value)
     return codings
 
 
 OPTIONS = {
-    "level": partial(as_int, minimum=1, maximum=9),
+    "level": as_int,
     "min_size": as_size,
     "mime_types": as_list,
     "encodings": as_list,
-    "flush": partial(as_choice, choices=FLUSH_POLICIES),
+    "flush": as_str,
 }
-
-
-def filter_factory(global_conf: dict[str, Any], **local_conf: str) -> Callable[[WSGIApp], Gzip]:
-    """PasteDeploy ``paste.filter_factory`` for ``use = egg:stack#gzip``."""
-    options = convert_options(local_conf, OPTIONS)
-    Gzip(_no_app, **options)  # reject a bad value (an unknown coding) when the file is loaded
-    return lambda app: Gzip(app, **options)
-
-
-def _no_app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-    raise RuntimeError("placeholder app")
+filter_factory = filter_factory_for(Gzip, OPTIONS)
 
 
 __all__ = ["Gzip", "negotiate", "filter_factory", "DEFAULT_MIME_TYPES", "FLUSH_POLICIES",

@@ -67,6 +67,17 @@ class ConfigError(StackError, ValueError):
         return (" ".join(where) + ": " if where else "") + message
 
 
+class OptionError(ConfigError):
+    """One option has a bad value, from Python keyword arguments or an INI file.
+
+    ``.option`` names it, so the loader can point at the option's line
+    without reading the message. The message starts ``option 'NAME': ``.
+    """
+
+    def __init__(self, option: str, message: str, *, value: object = None) -> None:
+        super().__init__(f"option {option!r}: {message}", option=option, value=value)
+
+
 class HeaderError(StackError, ValueError):
     """A header name or value that must not go on the wire (CR/LF, bad token)."""
 
@@ -103,4 +114,4 @@ def suggest(name: str, known: Iterable[str]) -> str:
     return hint + "known: " + ", ".join(known)
 
 
-__all__ = ["StackError", "ConfigError", "ConfigWarning", "HeaderError", "StartResponseError", "WriteLimitError", "ListenError", "suggest"]
+__all__ = ["StackError", "ConfigError", "OptionError", "ConfigWarning", "HeaderError", "StartResponseError", "WriteLimitError", "ListenError", "suggest"]
