@@ -18,7 +18,12 @@ stay the same:
 FastCGI, SCGI and AJP run on the bundled server's loop and worker pool
 (:class:`stack.server.loop.Server` with their own connection class), so
 they take its options (``threads``, timeouts, limits, ``unix_socket``,
-graceful stop on SIGTERM) plus ``script_name``. Each protocol's framing is a
+graceful stop on SIGTERM) plus ``script_name``, and are started by the
+same :class:`~stack.server.runner.Runner` as the HTTP server (each module's
+``make_server``, ``serve`` and ``server_factory``). What they share is in
+:mod:`~stack.gateways.base` and :mod:`~stack.gateways.exchange` (one WSGI
+call); FastCGI's connection, used on a socket and on stdin alike, is
+:mod:`~stack.gateways.fastcgi_connection`. Each protocol's framing is a
 sans-IO module: :mod:`~stack.gateways.fastcgi_records`,
 :mod:`~stack.gateways.scgi_netstring`, :mod:`~stack.gateways.ajp_packets`.
 

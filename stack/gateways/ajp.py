@@ -38,18 +38,15 @@ from __future__ import annotations
 import hmac
 import logging
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, Callable
 from urllib.parse import unquote_to_bytes
 
 from stack.gateways import ajp_packets as ajp
 from stack.gateways.base import (GATEWAY_OPTIONS, ClientDisconnected, Exchange, GatewayConfig,
-                                 GatewayConnection, StreamInput, announce, build_environ,
-                                 config_from_ini, error_response, latin1)
-from stack.options import as_int, as_str
-from stack.server.loop import Server, install_signal_handlers
+                                 GatewayConnection, StreamInput, build_environ, error_response,
+                                 latin1)
+from stack.options import as_int, as_str, check_int, check_str
 from stack.server.parser import CONTENT_TOO_LARGE, ParseError
-from stack.types import WSGIApp
+from stack.server.runner import Runner
 
 log = logging.getLogger("stack.gateways")
 
@@ -70,13 +67,12 @@ class AJPConfig(GatewayConfig):
     packet_size: int = ajp.DEFAULT_PACKET_SIZE
 
     def __post_init__(self) -> None:
+        check_str(self.secret, "secret")
+        check_int(self.packet_size, "packet_size", 8192, 65536)
         super().__post_init__()
-        if not 8192 <= self.packet_size <= 65536:
-            raise ValueError(f"packet_size: expected 8192..65536, got {self.packet_size}")
 
 
-OPTIONS = {**GATEWAY_OPTIONS, "secret": as_str,
-           "packet_size": partial(as_int, minimum=8192, maximum=65536)}
+OPTIONS = {**GATEWAY_OPTIONS, "secret": as_str, "packet_size": as_int}
 
 
 def request_params(request: ajp.ForwardRequest) -> dict[str, str]:
@@ -236,27 +232,8 @@ class AJPConnection(GatewayConnection):
         return exchange.run(self.server.app) and body.settle()
 
 
-def make_server(app: WSGIApp, **options: Any) -> Server:
-    """Bind an AJP server for ``app`` (``.serve_forever()`` runs it)."""
-    return Server(app, AJPConfig.from_options(options), connection_class=AJPConnection)
-
-
-def serve(app: WSGIApp, **options: Any) -> None:
-    """Serve ``app`` over AJP13 until SIGTERM/SIGINT."""
-    _run(app, AJPConfig.from_options(options))
-
-
-def server_factory(global_conf: dict[str, Any], **local_conf: str) -> Callable[[WSGIApp], None]:
-    """PasteDeploy ``paste.server_factory``; options are checked when the file loads."""
-    return partial(_run, config=config_from_ini(AJPConfig, local_conf, OPTIONS))
-
-
-def _run(app: WSGIApp, config: AJPConfig) -> None:
-    server = Server(app, config, connection_class=AJPConnection)
-    install_signal_handlers(server)
-    announce(server, "AJP13")
-    server.serve_forever()
-
+RUNNER = Runner(AJPConfig, OPTIONS, __name__, connection_class=AJPConnection, gateway="AJP13")
+make_server, serve, server_factory, _serve_config = RUNNER.functions()
 
 __all__ = ["AJPConfig", "AJPConnection", "OPTIONS", "make_server", "serve", "server_factory",
            "request_params"]

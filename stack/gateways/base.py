@@ -5,10 +5,12 @@ small sans-IO framing module; the bundled server's loop, worker pool,
 limits, timeouts and graceful stop do the rest. This module holds the parts
 the protocols have in common:
 
-- :class:`GatewayConfig`: the server's options plus ``script_name``;
+- :class:`GatewayConfig`: the server's options plus ``script_name``
+  (:func:`check_script_name`);
 - :func:`build_environ`: a PEP 3333 environ from the CGI-style variables a
   front server sends (FastCGI params, SCGI headers, AJP fields, CGI env);
-- :class:`StreamInput`: ``wsgi.input`` over a "next piece of body" function;
+- :class:`StreamInput`: ``wsgi.input`` over a "next piece of body" function
+  (:func:`sized_body` makes one for a body of known length);
 - :class:`~stack.gateways.exchange.Exchange` (re-exported here): one WSGI
   call whose response goes to a protocol's writer;
 - :class:`GatewayConnection`: the request loop on a worker.
@@ -17,14 +19,13 @@ from __future__ import annotations
 
 import logging
 import socket
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 from urllib.parse import unquote_to_bytes
 
-from stack.errors import ConfigError
+from stack.errors import OptionError
 from stack.gateways.exchange import PEER_GONE, Exchange, Writer, cgi_head, error_response
-from stack.options import as_str, convert_options
+from stack.options import as_str, check_str
 from stack.server.body import READ_SIZE, BodyReader, ClientDisconnected
 from stack.server.config import OPTIONS, ServerConfig
 from stack.server.connection import Connection
@@ -34,6 +35,14 @@ log = logging.getLogger("stack.gateways")
 
 
 # -- options ----------------------------------------------------------------------
+
+def check_script_name(value: Any, name: str = "script_name") -> str:
+    """A mount prefix: empty, or a path starting with ``/`` (a trailing ``/`` is dropped)."""
+    prefix = check_str(value, name).rstrip("/")
+    if prefix and not prefix.startswith("/"):
+        raise OptionError(name, f"expected a path starting with '/', got {value!r}", value=value)
+    return prefix
+
 
 @dataclass(frozen=True)
 class GatewayConfig(ServerConfig):
@@ -48,25 +57,11 @@ class GatewayConfig(ServerConfig):
     script_name: str = ""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "script_name", check_script_name(self.script_name))
         super().__post_init__()
-        name = self.script_name.rstrip("/")
-        if name and not name.startswith("/"):
-            raise ValueError(f"script_name: expected a path starting with '/', got {self.script_name!r}")
-        object.__setattr__(self, "script_name", name)
 
 
 GATEWAY_OPTIONS = {**OPTIONS, "script_name": as_str}
-
-
-def config_from_ini(cls: type[GatewayConfig], local_conf: Mapping[str, Any],
-                    table: Mapping[str, Any]) -> Any:
-    """Convert a ``[server:…]`` section into ``cls`` (unknown names rejected)."""
-    try:
-        return cls(**convert_options(local_conf, table))
-    except ValueError as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(str(exc)) from None
 
 
 # -- the environ --------------------------------------------------------------------
@@ -153,14 +148,32 @@ class StreamInput(BodyReader):
         return data
 
     def discard(self, limit: int) -> bool:
-        """Read and drop the rest, up to ``limit`` bytes; True if the body ended."""
-        dropped = len(self._pending)
-        self._pending = b""
-        while not self.finished:
-            if dropped > limit:
-                return False
+        """Read and drop the rest, up to about ``limit`` bytes; True if the body ended."""
+        dropped, self._pending = len(self._pending), b""
+        while dropped <= limit and not self.finished:
             dropped += len(self._next(READ_SIZE))
-        return True
+        return self.finished
+
+
+def sized_body(read: Callable[[int], bytes], length: int, short: str) -> Callable[[int], bytes]:
+    """A :class:`StreamInput` ``fill`` for a body of ``length`` bytes taken with ``read(n)``.
+
+    ``read`` returning b"" before the end raises :class:`ClientDisconnected`
+    with ``short`` (``{remaining}`` is replaced by the bytes missing).
+    """
+    remaining = length
+
+    def fill(want: int) -> bytes:
+        nonlocal remaining
+        if remaining <= 0:
+            return b""
+        data = read(min(want, remaining))
+        if not data:
+            raise ClientDisconnected(short.format(remaining=remaining))
+        remaining -= len(data)
+        return data
+
+    return fill
 
 
 def drain(body: StreamInput, limit: int = 1024 * 1024) -> bool:
@@ -192,20 +205,25 @@ class GatewayConnection(Connection):
         return bool(self.buffer)
 
     def serve(self, request: Any) -> None:
-        server = self.server
         try:
-            while self.handle(request) and not server.stopping:
-                try:
-                    request = self.take_request()
-                except ParseError as exc:
-                    self.reject(exc)
-                    return
+            while self.handle(request) and not self.server.stopping:
+                request = self._next_request()
                 if request is None:
-                    server.wait_for_request(self)
-                    return
+                    return  # back with the loop, or refused and closed
         except Exception:  # a bug here must not kill the worker
             log.exception("%s: error while serving a connection", self.protocol)
         self.close()
+
+    def _next_request(self) -> Any:
+        """A request already in the buffer; else None, the connection handed back or refused."""
+        try:
+            request = self.take_request()
+        except ParseError as exc:
+            self.reject(exc)
+            return None
+        if request is None:
+            self.server.wait_for_request(self)
+        return request
 
     def reply(self, data: bytes) -> None:
         """Send a protocol reply from the loop (never blocks) or from a worker."""
@@ -251,15 +269,6 @@ class GatewayConnection(Connection):
             raise ClientDisconnected(str(exc)) from None
 
 
-def announce(server: Any, protocol: str) -> None:
-    """Say where a gateway listens (stderr: a CGI's stdout is its response)."""
-    config = server.config
-    where = f"unix:{config.unix_socket}" if config.unix_socket else \
-        "%s:%s" % tuple(server.server_address[:2])
-    print(f"stack: {protocol} gateway on {where}", file=sys.stderr, flush=True)
-
-
-__all__ = ["GatewayConfig", "GATEWAY_OPTIONS", "config_from_ini", "build_environ", "body_length",
-           "StreamInput", "drain", "Writer", "cgi_head", "error_response", "Exchange",
-           "GatewayConnection", "PEER_GONE",
-           "ClientDisconnected", "announce"]
+__all__ = ["GatewayConfig", "GATEWAY_OPTIONS", "check_script_name", "build_environ",
+           "body_length", "StreamInput", "sized_body", "drain", "Writer", "cgi_head",
+           "error_response", "Exchange", "GatewayConnection", "PEER_GONE", "ClientDisconnected"]

@@ -25,20 +25,40 @@ INI (then ``stack serve site.ini`` is itself a CGI program)::
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
 from functools import partial
 from typing import Any, BinaryIO, Callable, Mapping
 
-from stack.gateways.base import (ClientDisconnected, Exchange, StreamInput, body_length,
-                                 build_environ, cgi_head, error_response)
-from stack.options import as_size, as_str, convert_options
+from stack.gateways.base import (Exchange, StreamInput, body_length, build_environ, cgi_head,
+                                 check_script_name, error_response, sized_body)
+from stack.options import as_size, as_str, check_size
 from stack.server.parser import ParseError
+from stack.server.runner import config_from_ini
 from stack.server.task import FileWrapper
 from stack.types import WSGIApp
 
 log = logging.getLogger("stack.gateways")
+
+
+@dataclasses.dataclass(frozen=True)
+class CGIConfig:
+    """The options of :func:`run` (and of ``egg:stack#cgi``):
+
+    - ``script_name``: the URL prefix to re-split ``SCRIPT_NAME``/``PATH_INFO``
+      at (only if the web server does not split the path); empty keeps its split.
+    - ``max_request_body_size``: a larger ``CONTENT_LENGTH`` is a 413.
+    """
+
+    script_name: str = ""
+    max_request_body_size: int = 1024**3
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "script_name", check_script_name(self.script_name))
+        check_size(self.max_request_body_size, "max_request_body_size")
+
 
 OPTIONS = {"script_name": as_str, "max_request_body_size": as_size}
 
@@ -85,8 +105,10 @@ def run(target: str | os.PathLike[str] | WSGIApp, *, name: str | None = None,
     """Serve one CGI request with ``target`` (an app, or a deployment file to load).
 
     Returns True when the response ended cleanly. A deployment file that
-    fails to load is a 500 on stdout and its error on stderr.
+    fails to load is a 500 on stdout and its error on stderr. The options
+    are :class:`CGIConfig`'s.
     """
+    config = CGIConfig(script_name, max_request_body_size)
     out = stdout or _private_stdout()
     writer = Writer(out)
     if not callable(target):
@@ -103,35 +125,28 @@ def run(target: str | os.PathLike[str] | WSGIApp, *, name: str | None = None,
     base = {"wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
             "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": True,
             "wsgi.input_terminated": True, "wsgi.file_wrapper": FileWrapper}
-    env = build_environ(base, params, script_name=script_name.rstrip("/"))
+    env = build_environ(base, params, script_name=config.script_name)
     exchange = Exchange(writer, env)
     try:
         remaining = body_length(env) or 0
     except ParseError as exc:
         return exchange.fail(exc.status, str(exc), logging.INFO)
-    if remaining > max_request_body_size:
+    if remaining > config.max_request_body_size:
         return exchange.fail("413 Content Too Large", f"body of {remaining} bytes over the limit",
                              logging.INFO)
     source = stdin or sys.stdin.buffer
-
-    def fill(want: int) -> bytes:
-        nonlocal remaining
-        if remaining <= 0:
-            return b""
-        data = source.read(min(want, remaining))
-        if not data:
-            raise ClientDisconnected(f"stdin ended {remaining} bytes before CONTENT_LENGTH")
-        remaining -= len(data)
-        return data
-
-    env["wsgi.input"] = StreamInput(fill)
+    env["wsgi.input"] = StreamInput(sized_body(
+        source.read, remaining, "stdin ended {remaining} bytes before CONTENT_LENGTH"))
     return exchange.run(target)
 
 
 def server_factory(global_conf: dict[str, Any], **local_conf: str) -> Callable[[WSGIApp], bool]:
-    """PasteDeploy ``paste.server_factory``: the runner serves the one CGI request."""
-    options = convert_options(local_conf, OPTIONS)
-    return partial(run, **options)
+    """PasteDeploy ``paste.server_factory``: the runner serves the one CGI request.
+
+    Options are checked when the file loads, as for the other servers.
+    """
+    config = config_from_ini(CGIConfig, local_conf, OPTIONS)
+    return partial(run, **dataclasses.asdict(config))
 
 
-__all__ = ["run", "server_factory", "cgi_environ", "OPTIONS"]
+__all__ = ["run", "server_factory", "cgi_environ", "CGIConfig", "OPTIONS"]

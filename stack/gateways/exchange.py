@@ -19,6 +19,7 @@ import sys
 from typing import Any, Protocol
 
 from stack.errors import HeaderError, StartResponseError
+from stack.http import HOP_BY_HOP, plain_page
 from stack.server.parser import ParseError
 from stack.server.task import AppError, Responder
 from stack.wsgi import get_header
@@ -28,8 +29,7 @@ log = logging.getLogger("stack.gateways")
 #: The front server went away, aborted the request, or stalled past a timeout.
 PEER_GONE = (ConnectionError, TimeoutError)
 # Fields the front server owns: an app must not send them.
-_OWNED = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-                    "te", "trailer", "transfer-encoding", "upgrade", "status"})
+_OWNED = HOP_BY_HOP | {"trailer", "status"}
 
 
 class Writer(Protocol):
@@ -55,8 +55,9 @@ def cgi_head(status: str, headers: list[tuple[str, str]]) -> bytes:
 
 
 def error_response(status: str) -> tuple[list[tuple[str, str]], bytes]:
-    body = status.encode("latin-1") + b"\n"
-    return [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))], body
+    """Headers and body of a gateway's own error answer (:func:`stack.http.plain_page`)."""
+    _, headers, body = plain_page(status)
+    return headers, body
 
 
 class Exchange(Responder):

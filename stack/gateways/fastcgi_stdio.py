@@ -48,11 +48,12 @@ import sys
 from functools import partial
 from typing import Any, Sequence
 
-from stack.gateways import fastcgi
-from stack.gateways.base import PEER_GONE, ClientDisconnected
+from stack.gateways.base import GATEWAY_OPTIONS, PEER_GONE, ClientDisconnected
+from stack.gateways.fastcgi_connection import FastCGIConfig, FastCGIConnection, Request
 from stack.server.body import READ_SIZE
-from stack.server.loop import Server, install_signal_handlers
+from stack.server.loop import Server
 from stack.server.parser import ParseError
+from stack.server.runner import Runner
 from stack.server.task import FileWrapper
 from stack.types import WSGIApp
 
@@ -68,21 +69,21 @@ class _Host:
     """What a connection asks of its server, for the one connection on stdin."""
 
     app: WSGIApp
-    config: fastcgi.FastCGIConfig
+    config: FastCGIConfig
     stopping: bool = False
 
 
-class StdioConnection(fastcgi.FastCGIConnection):
+class StdioConnection(FastCGIConnection):
     """The FastCGI connection on fd 0 (records in) and ``out_fd`` (records out).
 
     The record handling, ``STDIN`` reading, response writer and ``Exchange``
-    are :class:`~stack.gateways.fastcgi.FastCGIConnection`'s; this class
+    are :class:`~stack.gateways.FastCGIConnection`'s; this class
     only swaps the socket for two file descriptors.
     """
 
     protocol = "fastcgi-stdio"
 
-    def __init__(self, app: WSGIApp, config: fastcgi.FastCGIConfig, in_fd: int = 0,
+    def __init__(self, app: WSGIApp, config: FastCGIConfig, in_fd: int = 0,
                  out_fd: int = 1) -> None:
         # Not Connection.__init__: there is no socket to configure.
         self.server = _Host(app, config)  # type: ignore[assignment]
@@ -156,7 +157,7 @@ class StdioConnection(fastcgi.FastCGIConnection):
 
     # -- the request loop ---------------------------------------------------------------
 
-    def handle(self, request: fastcgi.Request) -> bool:
+    def handle(self, request: Request) -> bool:
         iis_paths(request.params)
         return super().handle(request)
 
@@ -219,7 +220,7 @@ def iis_paths(params: dict[str, str]) -> None:
         params["SCRIPT_NAME"] = ""
 
 
-def serve_stdio(app: WSGIApp, config: fastcgi.FastCGIConfig | None = None, *,
+def serve_stdio(app: WSGIApp, config: FastCGIConfig | None = None, *,
                 in_fd: int = 0, out_fd: int | None = None) -> int:
     """Serve the FastCGI connection on ``in_fd``; returns the exit status.
 
@@ -230,7 +231,7 @@ def serve_stdio(app: WSGIApp, config: fastcgi.FastCGIConfig | None = None, *,
     if out_fd is None:
         out_fd = _choose_out(in_fd)
     _binary(in_fd, out_fd)
-    return StdioConnection(app, config or fastcgi.FastCGIConfig(), in_fd, out_fd).run()
+    return StdioConnection(app, config or FastCGIConfig(), in_fd, out_fd).run()
 
 
 _stdout_copy: int | None = None
@@ -316,27 +317,33 @@ def listening_socket(fd: int = 0) -> socket.socket | None:
 class InheritedServer(Server):
     """The bundled server's loop and pool on a listening socket it was handed."""
 
-    def __init__(self, app: WSGIApp, config: fastcgi.FastCGIConfig, sock: socket.socket) -> None:
-        super().__init__(app, config, connection_class=fastcgi.FastCGIConnection, sock=sock)
+    def __init__(self, app: WSGIApp, config: FastCGIConfig, sock: socket.socket) -> None:
+        super().__init__(app, config, connection_class=FastCGIConnection, sock=sock)
 
     @property
     def url(self) -> str:
         return "inherited socket " + super().url.split("://", 1)[-1]
 
 
+#: Signals, the start-up line and the loop, as for ``egg:stack#fastcgi``.
+_INHERITED = Runner(FastCGIConfig, GATEWAY_OPTIONS, __name__, connection_class=FastCGIConnection,
+                    gateway="FastCGI")
+
+
 # -- the command line ---------------------------------------------------------------------
 
-def _config(path: str, server_name: str, overrides: dict[str, str]) -> fastcgi.FastCGIConfig:
+def _config(path: str, server_name: str, overrides: dict[str, str]) -> FastCGIConfig:
     """The ``[server:…]`` section's options when it is ``egg:stack#fastcgi``, else defaults."""
     from stack import deploy
 
     if f"server:{server_name}" not in deploy.sections(path):
-        return fastcgi.FastCGIConfig()
+        return FastCGIConfig()
     runner = deploy.load_server(path, server_name, **overrides)
-    if isinstance(runner, partial) and runner.func is fastcgi._run:
-        return runner.keywords["config"]
+    config = runner.keywords.get("config") if isinstance(runner, partial) else None
+    if isinstance(config, FastCGIConfig):
+        return config
     log.debug("fastcgi: [server:%s] is not egg:stack#fastcgi; default options", server_name)
-    return fastcgi.FastCGIConfig()
+    return FastCGIConfig()
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -386,10 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve_stdio(app, config, in_fd=0, out_fd=out_fd)
         except KeyboardInterrupt:
             return 0
-    server = InheritedServer(app, config, listener)
-    install_signal_handlers(server)
-    print(f"stack: FastCGI gateway on {server.url}", file=sys.stderr, flush=True)
-    server.serve_forever()
+    _INHERITED.run(InheritedServer(app, config, listener))
     return 0
 
 

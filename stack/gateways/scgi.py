@@ -9,13 +9,12 @@ line; the bundled server's worker pool, limits and timeouts apply.
 Python::
 
     from stack.gateways.scgi import serve
-    serve(app, host="127.0.0.1", port=4000)
+    serve(app, port=4000, script_name="/app")
 
-INI::
+INI (the listening address defaults to 127.0.0.1)::
 
     [server:main]
     use = egg:stack#scgi
-    host = 127.0.0.1
     port = 4000
     # nginx's scgi_params send no SCRIPT_NAME/PATH_INFO: the path is split here
     script_name = /app
@@ -28,16 +27,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, Callable
 
 from stack.gateways import scgi_netstring
-from stack.gateways.base import (GATEWAY_OPTIONS, ClientDisconnected, Exchange, GatewayConfig,
-                                 GatewayConnection, StreamInput, announce, build_environ,
-                                 cgi_head, config_from_ini, drain, error_response)
-from stack.server.loop import Server, install_signal_handlers
+from stack.gateways.base import (GATEWAY_OPTIONS, Exchange, GatewayConfig, GatewayConnection,
+                                 StreamInput, build_environ, cgi_head, drain, error_response,
+                                 sized_body)
 from stack.server.parser import CONTENT_TOO_LARGE, ParseError
-from stack.types import WSGIApp
+from stack.server.runner import Runner
 
 log = logging.getLogger("stack.gateways")
 
@@ -93,43 +89,15 @@ class SCGIConnection(GatewayConnection):
         if remaining > config.max_request_body_size:
             exchange.fail(CONTENT_TOO_LARGE, f"body of {remaining} bytes over the limit", logging.INFO)
             return False
-
-        def fill(want: int) -> bytes:
-            nonlocal remaining
-            if remaining <= 0:
-                return b""
-            data = self.read_raw(min(want, remaining))
-            if not data:
-                raise ClientDisconnected("the front server closed the connection inside the body")
-            remaining -= len(data)
-            return data
-
-        environ["wsgi.input"] = wsgi_input = StreamInput(fill)
+        environ["wsgi.input"] = wsgi_input = StreamInput(sized_body(
+            self.read_raw, remaining, "the front server closed the connection {remaining} bytes "
+            "before the end of the body"))
         if exchange.run(self.server.app):
             drain(wsgi_input)
         return False  # the response ends with the connection
 
 
-def make_server(app: WSGIApp, **options: Any) -> Server:
-    """Bind an SCGI server for ``app`` (``.serve_forever()`` runs it)."""
-    return Server(app, SCGIConfig.from_options(options), connection_class=SCGIConnection)
-
-
-def serve(app: WSGIApp, **options: Any) -> None:
-    """Serve ``app`` over SCGI until SIGTERM/SIGINT."""
-    _run(app, SCGIConfig.from_options(options))
-
-
-def server_factory(global_conf: dict[str, Any], **local_conf: str) -> Callable[[WSGIApp], None]:
-    """PasteDeploy ``paste.server_factory``; options are checked when the file loads."""
-    return partial(_run, config=config_from_ini(SCGIConfig, local_conf, OPTIONS))
-
-
-def _run(app: WSGIApp, config: SCGIConfig) -> None:
-    server = Server(app, config, connection_class=SCGIConnection)
-    install_signal_handlers(server)
-    announce(server, "SCGI")
-    server.serve_forever()
-
+RUNNER = Runner(SCGIConfig, OPTIONS, __name__, connection_class=SCGIConnection, gateway="SCGI")
+make_server, serve, server_factory, _serve_config = RUNNER.functions()
 
 __all__ = ["SCGIConfig", "SCGIConnection", "OPTIONS", "make_server", "serve", "server_factory"]
